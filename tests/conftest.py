@@ -1,0 +1,38 @@
+"""Shared test set-up: an embedding cache for the test run, offline model loading, bundled data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# One embedding cache for the whole test run (tests that need a cold cache make their own).
+os.environ.setdefault("WORKBENCH_CACHE_DIR", str(ROOT / ".cache" / "test"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cranfield():
+    """The bundled Cranfield collection."""
+    from workbench.datasets import load_dataset
+
+    return load_dataset("cranfield")
+
+
+@pytest.fixture(scope="session")
+def chunking_set():
+    """The bundled span-annotated chunking set."""
+    from workbench.datasets import load_dataset
+
+    return load_dataset("chunking")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The packaged all-MiniLM-L6-v2 behind the test run's cache (loaded once per run)."""
+    from workbench.embedding import load_embedder
+
+    return load_embedder()

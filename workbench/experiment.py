@@ -1,0 +1,295 @@
+"""The experiment runner: the one place that wires the stages together.
+
+`build_pipeline` chunks, embeds and indexes a dataset for a config (reusing, within a process,
+any chunks and indexes an earlier config already built); `run_experiment` runs every evaluated
+query through it and scores the rankings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import PipelineConfig, config_hash
+from .datasets import Dataset
+from .metrics import RANKING_METRICS, span_scores
+from .types import Chunk, Hit, Span
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .embedding import Embedder
+    from .reranking import Reranker
+    from .retrieval import Filter, Retriever
+
+__all__ = [
+    "QueryRow",
+    "ExperimentResult",
+    "Pipeline",
+    "build_pipeline",
+    "needs_embedder",
+    "run_experiment",
+    "document_ranking",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryRow:
+    """One query's outcome: the final ranking (chunks and documents), its metrics and latency."""
+
+    query_id: str
+    query: str
+    chunk_ids: tuple[str, ...]
+    retrieved: tuple[str, ...]  # document ids, each at its best chunk's rank
+    scores: tuple[float, ...]
+    metrics: Mapping[str, float]
+    latency_s: float
+    stage_latency_s: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentResult:
+    """Per-query rows and aggregate metrics of one config on one dataset."""
+
+    config: PipelineConfig
+    config_hash: str
+    dataset_name: str
+    dataset_fingerprint: str
+    rows: tuple[QueryRow, ...]
+    aggregates: Mapping[str, float]
+    n_chunks: int
+    build_s: Mapping[str, float]
+    embedding_stats: Mapping[str, int]
+    started_at: str
+    finished_at: str
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per-query rows as a DataFrame: ids, query, latency, one column per metric."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "query_id": r.query_id,
+                    "query": r.query,
+                    "latency_ms": 1000 * r.latency_s,
+                    **r.metrics,
+                    "retrieved": list(r.retrieved[:10]),
+                }
+                for r in self.rows
+            ]
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pipeline:
+    """A dataset chunked and indexed for one config, ready to answer queries."""
+
+    config: PipelineConfig
+    chunks: tuple[Chunk, ...]
+    retriever: Retriever
+    reranker: Reranker | None
+    embedder: Embedder | None
+    build_s: Mapping[str, float]
+
+    def search(self, query: str, *, where: Filter | None = None) -> tuple[list[Hit], dict[str, float]]:
+        """Retrieve (and rerank) for one query.
+
+        Returns:
+            The final hits, best first, and the seconds each stage took. With a reranker the
+            reranked top k come first, then the rest of the first-stage hits in their order.
+        """
+        rr = self.config.reranking
+        t0 = time.perf_counter()
+        depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
+        hits = self.retriever.retrieve(query, depth, where)
+        timings = {"retrieve": time.perf_counter() - t0}
+        if self.reranker is not None and hits:
+            t1 = time.perf_counter()
+            top = self.reranker.rerank(query, hits[: rr.candidates], min(rr.k, len(hits[: rr.candidates])))
+            timings["rerank"] = time.perf_counter() - t1
+            seen = {h.chunk.id for h in top}
+            rest = [h for h in hits if h.chunk.id not in seen]
+            hits = top + [dataclasses.replace(h, rank=len(top) + i + 1) for i, h in enumerate(rest)]
+        return hits, timings
+
+
+_CACHE_SIZE = 8
+_chunk_cache: OrderedDict[tuple[Any, ...], tuple[tuple[Chunk, ...], float]] = OrderedDict()
+_index_cache: OrderedDict[tuple[Any, ...], tuple[Any, float]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _remember(cache: OrderedDict, key: tuple[Any, ...], make: Any) -> tuple[Any, float, bool]:
+    with _cache_lock:
+        if key in cache:
+            cache.move_to_end(key)
+            value, seconds = cache[key]
+            return value, seconds, True
+    t0 = time.perf_counter()
+    value = make()
+    seconds = time.perf_counter() - t0
+    with _cache_lock:
+        cache[key] = (value, seconds)
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value, seconds, False
+
+
+def needs_embedder(config: PipelineConfig) -> bool:
+    """Whether any stage of `config` embeds text."""
+    return (
+        config.retrieval.kind != "bm25"
+        or config.chunking.method == "semantic"
+        or config.reranking.kind in ("maxsim", "mmr")
+    )
+
+
+def build_pipeline(
+    config: PipelineConfig, dataset: Dataset, *, embedder: Embedder | None = None, progress: bool = False
+) -> Pipeline:
+    """Chunk, embed and index `dataset` for `config`.
+
+    Chunks are reused for every config with the same chunking and embedding settings, and
+    indexes for every config that differs only in k, fusion or later stages (within this
+    process; embeddings are reused across processes through the vector cache).
+    """
+    from .chunking import make_chunker
+    from .embedding import load_embedder
+    from .reranking import make_reranker
+    from .retrieval import build_retriever
+
+    if embedder is None and needs_embedder(config):
+        embedder = load_embedder(config.embedding)
+    fp = dataset.fingerprint()
+
+    def chunk_all() -> tuple[Chunk, ...]:
+        chunker = make_chunker(
+            config.chunking,
+            embedding_model=config.embedding.model,
+            embed=(lambda texts: embedder.embed(texts)) if embedder is not None else None,
+        )
+        return tuple(c for doc in dataset.documents for c in chunker.chunk(doc))
+
+    chunk_key = (fp, config.chunking, config.embedding.model)
+    chunks, chunk_s, _ = _remember(_chunk_cache, chunk_key, chunk_all)
+    index_config = dataclasses.replace(config.retrieval, k=1)
+    index_key = (chunk_key, index_config, config.embedding if config.retrieval.kind != "bm25" else None)
+
+    def index() -> Retriever:
+        if embedder is not None and config.retrieval.kind != "bm25":
+            embedder.embed([c.text for c in chunks], progress=progress)
+        return build_retriever(config.retrieval, chunks, embedder if config.retrieval.kind != "bm25" else None)
+
+    retriever, index_s, _ = _remember(_index_cache, index_key, index)
+    reranker = make_reranker(config.reranking, embedder=embedder)
+    return Pipeline(
+        config=config,
+        chunks=chunks,
+        retriever=retriever,
+        reranker=reranker,
+        embedder=embedder,
+        build_s={"chunk": chunk_s, "index": index_s},
+    )
+
+
+def document_ranking(hits: Sequence[Hit]) -> list[str]:
+    """Document ids in order of their best chunk's rank."""
+    return list(dict.fromkeys(h.chunk.doc_id for h in hits))
+
+
+def _query_metrics(config: PipelineConfig, dataset: Dataset, qid: str, hits: Sequence[Hit]) -> dict[str, float]:
+    ev = config.evaluation
+    metrics: dict[str, float] = {}
+    relevance = dataset.qrels.get(qid)
+    if relevance:
+        docs = document_ranking(hits)
+        for name in ("ndcg", "precision", "recall", "mrr", "hit_rate"):
+            metrics[f"{name}@{ev.k}"] = RANKING_METRICS[name](relevance, docs, ev.k)
+        metrics[f"recall@{ev.recall_k}"] = RANKING_METRICS["recall"](relevance, docs, ev.recall_k)
+        metrics[f"map@{ev.recall_k}"] = RANKING_METRICS["map"](relevance, docs, ev.recall_k)
+    references = dataset.spans.get(qid)
+    if references:
+        retrieved = [Span(doc_id=h.chunk.doc_id, start=h.chunk.start, end=h.chunk.end) for h in hits[: ev.span_k]]
+        s = span_scores(retrieved, references)
+        metrics[f"span_recall@{ev.span_k}"] = s.recall
+        metrics[f"span_precision@{ev.span_k}"] = s.precision
+        metrics[f"span_iou@{ev.span_k}"] = s.iou
+    return metrics
+
+
+def run_experiment(
+    config: PipelineConfig,
+    dataset: Dataset,
+    *,
+    embedder: Embedder | None = None,
+    where: Filter | None = None,
+    progress: bool = False,
+    query_ids: Sequence[str] | None = None,
+) -> ExperimentResult:
+    """Run every evaluated query of `dataset` through `config` and score the rankings.
+
+    Args:
+        config: the pipeline.
+        dataset: documents, queries and judgements.
+        embedder: a specific embedder (its cache and counters); by default the process-wide one.
+        where: a metadata filter applied to every query.
+        progress: show progress bars (embedding and queries).
+        query_ids: evaluate only these queries (default: every query with judgements).
+
+    Returns:
+        Per-query rows and mean metrics. Documents count at their best chunk's rank.
+    """
+    from tqdm.auto import tqdm
+
+    from .embedding import load_embedder
+
+    started = dt.datetime.now(dt.timezone.utc)
+    if embedder is None and needs_embedder(config):
+        embedder = load_embedder(config.embedding)
+    stats_before = dataclasses.asdict(embedder.stats) if embedder else {}
+    pipeline = build_pipeline(config, dataset, embedder=embedder, progress=progress)
+    ids = list(query_ids) if query_ids is not None else dataset.evaluated_queries
+    unknown = [q for q in ids if q not in dataset.queries]
+    if unknown:
+        raise ValueError(f"unknown query ids {unknown[:5]}; pick ids from dataset.queries")
+    rows = []
+    for qid in tqdm(ids, desc=f"queries ({config.name})", disable=not progress):
+        query = dataset.queries[qid]
+        t0 = time.perf_counter()
+        hits, stages = pipeline.search(query, where=where)
+        latency = time.perf_counter() - t0
+        rows.append(
+            QueryRow(
+                query_id=qid,
+                query=query,
+                chunk_ids=tuple(h.chunk.id for h in hits),
+                retrieved=tuple(document_ranking(hits)),
+                scores=tuple(float(h.score) for h in hits),
+                metrics=_query_metrics(config, dataset, qid, hits),
+                latency_s=latency,
+                stage_latency_s=stages,
+            )
+        )
+    names = list(dict.fromkeys(name for r in rows for name in r.metrics))
+    aggregates = {n: sum(r.metrics.get(n, 0.0) for r in rows) / len(rows) for n in names} if rows else {}
+    stats_after = dataclasses.asdict(embedder.stats) if embedder else {}
+    return ExperimentResult(
+        config=config,
+        config_hash=config_hash(config),
+        dataset_name=dataset.name,
+        dataset_fingerprint=dataset.fingerprint(),
+        rows=tuple(rows),
+        aggregates=aggregates,
+        n_chunks=len(pipeline.chunks),
+        build_s=pipeline.build_s,
+        embedding_stats={k: stats_after[k] - stats_before.get(k, 0) for k in stats_after},
+        started_at=started.isoformat(),
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+    )
