@@ -32,11 +32,194 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "cache_hits": result.embedding_stats.get("hits", 0),
             }
         )
-    table = pd.DataFrame(rows).set_index("config")
+    table = pd.DataFrame(rows)
     print(f"dataset {dataset.name}: {len(dataset.documents)} documents, {len(dataset.evaluated_queries)} evaluated queries")
     with pd.option_context("display.width", 200, "display.max_columns", 50):
-        print(table.to_string())
+        print(table.to_string(index=False))
     return 0
+
+
+# -- sweep and runs -------------------------------------------------------------------------
+
+
+def _store_errors(command):  # type: ignore[no-untyped-def]
+    """Report the store's, the sweep's and the statistics' errors as messages, exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .store import StoreError
+        from .sweep import SweepRefused
+
+        try:
+            return command(args)
+        except (StoreError, SweepRefused, ValueError, KeyError) as exc:
+            print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_store_errors
+def _sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import pandas as pd
+
+    from .store import RunStore
+    from .sweep import SweepPlan, load_sweep_spec, sweep
+
+    spec = load_sweep_spec(args.spec)
+    overrides = {k: v for k, v in (("executor", args.executor), ("workers", args.workers),
+                                   ("ray_address", args.ray_address)) if v is not None}
+    settings = dataclasses.replace(spec.settings, **overrides)
+
+    def confirm(plan: SweepPlan) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print(f"refusing without --yes: {plan.describe()}", file=sys.stderr)
+            return False
+        return input(f"{plan.describe()}.\nRun it? [y/N] ").strip().lower() in ("y", "yes")
+
+    result = sweep(spec.base, spec.space, dataset=args.dataset or spec.dataset, store=RunStore(args.store),
+                   settings=settings, confirm=confirm, progress=not args.quiet,
+                   on_trial=None if args.quiet else lambda t: print(f"{t.status:>8} {t.run_id} {t.config.name}"))
+    frame = result.to_frame().drop(columns=["config_hash", "error"])
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.precision", 4):
+        print(frame.to_string(index=False))
+    print(
+        f"sweep {result.sweep_id} on {result.dataset_name}: {result.count('computed')} computed, "
+        f"{result.count('reused')} found in the store, {result.count('failed')} failed; "
+        f"{sum(t.embedded_texts for t in result.trials)} texts embedded; {result.wall_s:.1f} s"
+    )
+    for trial in result.trials:
+        if trial.status == "failed":
+            print(f"failed {trial.config.name}: {trial.error}", file=sys.stderr)
+    return 1 if result.count("failed") else 0
+
+
+@_store_errors
+def _runs_list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .store import RunStore, runs_frame
+
+    store = RunStore(args.store, read_only=True)
+    records = store.runs(dataset=args.dataset, status=args.status, sweep_id=args.sweep, limit=args.limit)
+    if not records:
+        print(f"no runs in {store.path}")
+        return 0
+    frame = runs_frame(store, [r.id for r in records])
+    metrics = args.metric or sorted({m for r in records for m in r.aggregates})[:6]
+    columns = ["run_id", "name", "status", "dataset", "finished_at", "duration_s", "mean_latency_s", *metrics]
+    frame["finished_at"] = frame["finished_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60, "display.precision", 4):
+        print(frame.reindex(columns=columns).to_string(index=False))
+    return 0
+
+
+@_store_errors
+def _runs_compare(args: argparse.Namespace) -> int:
+    from .stats import compare_paired
+    from .store import RunStore, StoreError
+
+    store = RunStore(args.store, read_only=True)
+    a, b = store.get(args.a), store.get(args.b)
+    if a.dataset_fingerprint != b.dataset_fingerprint:
+        raise StoreError(
+            f"runs {a.id} ({a.dataset_name}) and {b.id} ({b.dataset_name}) used different datasets; "
+            "compare runs of the same dataset"
+        )
+    metrics = args.metric or sorted(set(a.aggregates) & set(b.aggregates))
+    print(f"A = {a.id} {a.name}\nB = {b.id} {b.name}\n(B minus A, paired by query)")
+    for metric in metrics:
+        result = compare_paired(store.per_query(a.id, metric), store.per_query(b.id, metric), metric=metric,
+                                n_resamples=args.resamples, seed=args.seed)
+        print(result.summary())
+    return 0
+
+
+@_store_errors
+def _runs_pareto(args: argparse.Namespace) -> int:
+    from .stats import pareto_frontier
+    from .store import RunStore
+
+    store = RunStore(args.store, read_only=True)
+    records = [r for r in store.runs(dataset=args.dataset, status="completed") if args.quality in r.aggregates]
+    if not records:
+        print(f"no completed runs report {args.quality!r} in {store.path}")
+        return 0
+    points = {r.id: {"quality": r.aggregates[args.quality], "cost": r.costs.get("per_query_usd", 0.0),
+                     "latency": r.mean_latency_s} for r in records}
+    front = pareto_frontier(points, {"quality": "max", "cost": "min", "latency": "min"})
+    names = {r.id: r.name for r in records}
+    print(f"{len(front)} of {len(records)} runs on the frontier of {args.quality} (max), "
+          "cost per query (min), mean latency (min):")
+    for run_id in sorted(front, key=lambda i: -points[i]["quality"]):
+        p = points[run_id]
+        print(f"{run_id} {p['quality']:.4f} ${p['cost']:.6f}/query {1000 * p['latency']:.2f} ms  {names[run_id]}")
+    return 0
+
+
+@_store_errors
+def _runs_export(args: argparse.Namespace) -> int:
+    from .store import RunStore, export_mlflow, export_runs
+
+    if args.path is None and args.mlflow is None:
+        raise ValueError("say where to export: a .csv or .parquet PATH, or --mlflow TRACKING_URI")
+    store = RunStore(args.store, read_only=True)
+    if args.path is not None:
+        path = export_runs(store, args.path, level=args.level, run_ids=args.ids)
+        print(f"wrote {path}")
+    if args.mlflow is not None:
+        exported = export_mlflow(store, tracking_uri=args.mlflow, experiment=args.experiment, run_ids=args.ids)
+        print(f"{len(exported)} runs in MLflow experiment {args.experiment!r} at {args.mlflow}")
+    return 0
+
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    store_help = "run store file or sqlite:/// URL (default: $WORKBENCH_STORE or data/runs.sqlite)"
+    sw = sub.add_parser("sweep", help="run a grid or random search from a sweep TOML; finished trials are reused")
+    sw.add_argument("spec", help="sweep TOML: dataset, [base], [space] of dotted fields, [settings]")
+    sw.add_argument("--dataset", help="override the spec's dataset")
+    sw.add_argument("--store", help=store_help)
+    sw.add_argument("--executor", choices=["local", "ray"], help="override settings.executor")
+    sw.add_argument("--workers", type=int, help="override settings.workers (parallel trials)")
+    sw.add_argument("--ray-address", help="override settings.ray_address ('auto', 'ray://head:10001')")
+    sw.add_argument("--yes", action="store_true", help="run a large sweep without asking")
+    sw.add_argument("--quiet", action="store_true", help="no progress output")
+    sw.set_defaults(func=_sweep)
+
+    runs = sub.add_parser("runs", help="list, compare and export stored runs").add_subparsers(
+        dest="runs_command", required=True)
+    ls = runs.add_parser("list", help="stored runs with their main metrics")
+    ls.add_argument("--store", help=store_help)
+    ls.add_argument("--dataset", help="only runs of this dataset name")
+    ls.add_argument("--status", choices=["completed", "failed"])
+    ls.add_argument("--sweep", help="only runs of this sweep id")
+    ls.add_argument("--limit", type=int, help="only the newest N runs")
+    ls.add_argument("--metric", action="append", help="metric column to show; repeat (default: the first six)")
+    ls.set_defaults(func=_runs_list)
+    cp = runs.add_parser("compare", help="paired bootstrap CI and randomisation test of B minus A")
+    cp.add_argument("a", help="baseline run id (or unique prefix)")
+    cp.add_argument("b", help="candidate run id (or unique prefix)")
+    cp.add_argument("--store", help=store_help)
+    cp.add_argument("--metric", action="append", help="metric to compare; repeat (default: all shared)")
+    cp.add_argument("--resamples", type=int, default=10_000)
+    cp.add_argument("--seed", type=int, default=0)
+    cp.set_defaults(func=_runs_compare)
+    pa = runs.add_parser("pareto", help="runs no other run beats on quality, cost per query and latency")
+    pa.add_argument("--quality", default="ndcg@10", help="the quality metric (default ndcg@10)")
+    pa.add_argument("--dataset", help="only runs of this dataset name")
+    pa.add_argument("--store", help=store_help)
+    pa.set_defaults(func=_runs_pareto)
+    ex = runs.add_parser("export", help="runs to CSV/Parquet, and/or to MLflow tracking")
+    ex.add_argument("path", nargs="?", help="output .csv or .parquet file")
+    ex.add_argument("--level", choices=["runs", "queries"], default="runs", help="one row per run or per query")
+    ex.add_argument("--ids", nargs="+", help="only these run ids (default: all)")
+    ex.add_argument("--mlflow", metavar="TRACKING_URI", help="also log to MLflow (needs the mlflow extra)")
+    ex.add_argument("--experiment", default="workbench", help="MLflow experiment name")
+    ex.add_argument("--store", help=store_help)
+    ex.set_defaults(func=_runs_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", action="append", required=True, help="a TOML config; repeat to compare")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_evaluate)
+    _add_run_commands(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 import types
 import typing
@@ -104,10 +105,12 @@ class RetrievalConfig:
     lowercase: bool = True
     stopwords: Literal["english", "none"] = "english"
     stemmer: Literal["none", "english"] = "none"
+    token_pattern: str = r"(?u)\b\w\w+\b"  # a term is a regex match; scikit-learn's and bm25s's default
     # dense index
     index: Literal["flat", "hnsw"] = "flat"
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 200
     # hybrid fusion
     fusion: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = 60
@@ -122,6 +125,14 @@ class RetrievalConfig:
         _positive("retrieval.fusion_depth", self.fusion_depth)
         _positive("retrieval.hnsw_m", self.hnsw_m)
         _positive("retrieval.hnsw_ef_search", self.hnsw_ef_search)
+        _positive("retrieval.hnsw_ef_construction", self.hnsw_ef_construction)
+        try:
+            re.compile(self.token_pattern)
+        except re.error as exc:
+            raise ConfigError(
+                f"retrieval.token_pattern={self.token_pattern!r} is not a valid regular expression ({exc}); "
+                "the default is r'(?u)\\b\\w\\w+\\b'"
+            ) from None
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"retrieval.dense_weight={self.dense_weight} must lie in [0, 1]")
         if not 0.0 <= self.bm25_b <= 1.0:
@@ -140,10 +151,24 @@ class RerankingConfig:
     batch_size: int = 32
     device: str = "cpu"
     mmr_lambda: float = 0.7
+    # late interaction: which query tokens count, and IDF weights from the candidates
+    maxsim_query_tokens: Literal["all", "content", "no-stopwords"] = "no-stopwords"
+    maxsim_idf: bool = True
+    # weight of the input ranking fused (reciprocal rank) with the reranker's; 0 ignores it
+    input_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _positive("reranking.candidates", self.candidates)
         _positive("reranking.k", self.k)
+        _positive("reranking.max_length", self.max_length)
+        _positive("reranking.batch_size", self.batch_size)
+        _choice(
+            "reranking.maxsim_query_tokens",
+            self.maxsim_query_tokens,
+            _literal_options(RerankingConfig, "maxsim_query_tokens"),
+        )
+        if not 0.0 <= self.input_weight <= 1.0:
+            raise ConfigError(f"reranking.input_weight={self.input_weight} must lie in [0, 1]")
         if self.kind != "none" and self.k > self.candidates:
             raise ConfigError(
                 f"reranking.k={self.k} is larger than reranking.candidates={self.candidates}; "
@@ -168,10 +193,11 @@ class RoutingConfig:
     tiers: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
     path: str = ""
     threshold: float = 0.5
-    # learned router: the classifier on query embeddings
+    # learned and retrieval-aware routers: the classifier fitted by `*Router.from_config(...).fit`
+    # (a saved router keeps the classifier it was trained with)
     classifier: Literal["logistic", "knn"] = "logistic"
     knn_k: int = 15
-    # rules router: points per feature; `rule_cutoffs[i]` points send a query to tiers[i + 1]
+    # rules router: one point per feature; more than `rule_cutoffs[i]` points send a query past tiers[i]
     long_query_tokens: int = 24
     rule_cutoffs: tuple[float, ...] = (1.0, 3.0)
     comparison_cues: tuple[str, ...] = (
@@ -225,13 +251,45 @@ class GenerationConfig:
     fallback_models: tuple[str, ...] = ()
     max_retries: int = 4
     timeout_s: float = 60.0
+    # the system instructions ("" = the built-in prompt); the cached static prefix
+    system_prompt: str = ""
+    # Anthropic endpoint ("" = $ANTHROPIC_BASE_URL, else the SDK's default) and retry backoff
+    base_url: str = ""
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # extractive generator: how many sentences, scored how
+    extractive_sentences: int = 3
+    extractive_scorer: Literal["embedding", "lexical"] = "embedding"
+    # local model: context window (tokens) and CPU threads (0 = all cores)
+    local_n_ctx: int = 4096
+    local_threads: int = 0
 
     def __post_init__(self) -> None:
         _positive("generation.max_tokens", self.max_tokens)
         _positive("generation.context_chunks", self.context_chunks)
         _choice("generation.cache_ttl", self.cache_ttl, _literal_options(GenerationConfig, "cache_ttl"))
+        _choice(
+            "generation.extractive_scorer",
+            self.extractive_scorer,
+            _literal_options(GenerationConfig, "extractive_scorer"),
+        )
         if self.max_retries < 0:
             raise ConfigError(f"generation.max_retries={self.max_retries} must be >= 0")
+        _positive("generation.timeout_s", self.timeout_s)
+        _positive("generation.extractive_sentences", self.extractive_sentences)
+        _positive("generation.local_n_ctx", self.local_n_ctx)
+        if self.local_threads < 0:
+            raise ConfigError(f"generation.local_threads={self.local_threads} must be >= 0 (0 = all cores)")
+        if not 0 <= self.backoff_base_s <= self.backoff_max_s:
+            raise ConfigError(
+                f"generation.backoff_base_s={self.backoff_base_s} must be >= 0 and <= "
+                f"generation.backoff_max_s={self.backoff_max_s}"
+            )
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"generation.base_url={self.base_url!r} must start with http:// or https://, "
+                "or be empty for the default endpoint"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

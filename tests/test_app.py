@@ -1,0 +1,229 @@
+"""The Streamlit app driven by AppTest: bundled data, two configs, run, table, charts, drill-down,
+uploads (good and bad), a failing config, and the playground with feedback stored on the trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+N_QUERIES = 30  # enough for the paired test to give a verdict (stats.MIN_QUERIES)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """Traces go to a temporary run store, never to the repo's data/runs.sqlite; tracing ends after."""
+    from workbench import tracing
+
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    yield path
+    tracing.disable_tracing()
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def run(at: AppTest) -> AppTest:
+    at.button(key="run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Each Plotly chart's figure as JSON, by title."""
+    figures = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    return {f["layout"]["title"]["text"]: f for f in figures}
+
+
+@pytest.fixture(scope="module")
+def ran() -> AppTest:
+    """Cranfield, config 1 = the bm25 preset, config 2 = the dense preset, 30 questions."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.number_input(key="data.n_queries").set_value(N_QUERIES)
+    return run(at)
+
+
+def test_presets_fill_two_columns_and_differences_are_highlighted(ran):
+    assert ran.selectbox(key="cfg0.retrieval.kind").value == "bm25"
+    assert ran.selectbox(key="cfg1.retrieval.kind").value == "dense"
+    assert "≠" in ran.selectbox(key="cfg1.retrieval.kind").label
+    assert "≠" not in ran.selectbox(key="cfg1.chunking.method").label  # both presets keep whole documents
+    differs = [m.value for m in ran.markdown if "Differs from config 1" in m.value]
+    assert len(differs) == 1 and "`retrieval.kind` 'bm25' → **'dense'**" in differs[0]
+
+
+def test_run_shows_the_metric_table_with_intervals(ran):
+    assert [s.value.split(",")[0] for s in ran.success] == [f"{N_QUERIES} queries"] * 2
+    table = ran.dataframe[0].value
+    assert list(table.index) == ["1. bm25", "2. dense"]
+    cell = table.loc["2. dense", "ndcg@10"]
+    mean, low, high = (float(x) for x in cell.replace("[", "").replace("]", "").replace(",", "").split()[:3])
+    assert low <= mean <= high
+    summary = ran.dataframe[1].value
+    assert set(summary["n"]) == {N_QUERIES}
+    ran_results = ran.session_state["outcomes"]
+    assert summary.set_index(["config", "metric"]).loc[("1. bm25", "ndcg@10"), "mean"] == pytest.approx(
+        ran_results["1. bm25"].result.aggregates["ndcg@10"])
+
+
+def test_run_draws_cost_quality_latency_and_monthly_charts(ran):
+    figures = charts(ran)
+    assert set(figures) == {"Cost per 1,000 queries", "Monthly cost (300,000 queries)", "ndcg@10 against cost",
+                            "Latency per query by stage (ms)"}
+    cost = figures["Cost per 1,000 queries"]
+    assert [t["name"] for t in cost["data"] if t["type"] == "bar"] == [
+        "Uncached input", "Cache writes", "Cache reads", "Output"]
+    assert cost["data"][0]["x"] == ["1. bm25", "2. dense"]
+    pareto = figures["ndcg@10 against cost"]
+    assert any(t.get("name") == "Pareto frontier" for t in pareto["data"])
+    latency = figures["Latency per query by stage (ms)"]
+    assert {a["text"] for a in latency["layout"]["annotations"]} == {"retrieve", "total"}
+
+
+def test_monthly_cost_follows_the_workload(ran):
+    before = charts(ran)["Monthly cost (300,000 queries)"]
+    ran.number_input(key="wl.qpd").set_value(20_000).run()
+    after = charts(ran)["Monthly cost (600,000 queries)"]
+    for b, a in zip(before["data"], after["data"]):
+        if b["type"] == "bar":
+            assert a["y"][0] == pytest.approx(2 * b["y"][0])
+    ran.number_input(key="wl.qpd").set_value(10_000).run()
+
+
+def test_drilldown_shows_each_configs_hits_and_relevant_documents(ran):
+    qid = ran.selectbox(key="drill.query").options[3].split(":")[0]
+    ran.selectbox(key="drill.query").set_value(qid).run()
+    found = [m.value for m in ran.markdown if m.value.startswith("Relevant documents found")]
+    assert len(found) == 2
+    hits = [m.value for m in ran.markdown if m.value.startswith("**#")]
+    assert len(hits) == 2 * 5 and hits[0].startswith("**#1** · score")
+    row = next(r for r in ran.session_state["outcomes"]["2. dense"].result.rows if r.query_id == qid)
+    assert f"`{row.retrieved[0]}`" in hits[5]
+
+
+def test_changing_only_k_reruns_without_embedding(ran):
+    ran.number_input(key="cfg1.retrieval.k").set_value(50)
+    run(ran)
+    result = ran.session_state["outcomes"]["2. dense"].result
+    assert result.config.retrieval.k == 50
+    assert result.embedding_stats["misses"] == 0
+    assert "embedded 0 new texts" in ran.success[1].value
+
+
+def test_overlap_not_below_size_is_an_error_in_its_column_and_the_other_runs():
+    at = start()
+    at.number_input(key="data.n_queries").set_value(5)
+    at.selectbox(key="cfg1.retrieval.kind").set_value("bm25")
+    at.selectbox(key="cfg1.chunking.method").set_value("fixed")
+    at.number_input(key="cfg1.chunking.size").set_value(64)
+    at.number_input(key="cfg1.chunking.overlap").set_value(64).run()
+    assert any("overlap=64 must be >= 0 and < chunking.size=64" in e.value for e in at.error)
+    run(at)
+    assert list(at.session_state["outcomes"]) == ["1. bm25"]
+    assert len(at.success) == 1
+
+
+def test_a_failing_run_shows_its_error_and_the_other_config_still_runs():
+    at = start()
+    at.number_input(key="data.n_queries").set_value(5)
+    at.selectbox(key="cfg1.retrieval.kind").set_value("bm25")
+    at.selectbox(key="cfg1.reranking.kind").set_value("trained")
+    run(at)
+    errors = [e.value for e in at.error if e.value.startswith("Run failed")]
+    assert len(errors) == 1 and "reranking.kind='trained' needs reranking.model" in errors[0]
+    assert at.session_state["outcomes"]["1. bm25"].result is not None
+    assert len(at.dataframe) >= 1 and list(at.dataframe[0].value.index) == ["1. bm25"]
+
+
+def test_toml_round_trip_loads_into_a_column():
+    at = start()
+    toml = b'name = "mine"\n[chunking]\nmethod = "fixed"\nsize = 128\noverlap = 16\n[retrieval]\nkind = "bm25"\nk = 7\n'
+    at.file_uploader(key="cfg1.toml").set_value(("mine.toml", toml, "application/toml")).run()
+    assert at.text_input(key="cfg1.name").value == "mine"
+    assert at.number_input(key="cfg1.chunking.size").value == 128
+    assert at.number_input(key="cfg1.retrieval.k").value == 7
+    at.file_uploader(key="cfg0.toml").set_value(("bad.toml", b"[chunking]\nsize = 'big'\n", "application/toml")).run()
+    assert any("bad.toml was not loaded" in e.value and "chunking.size" in e.value for e in at.error)
+    assert not at.exception
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.txt", b"", "is empty"),
+        ("corrupt.zip", b"PK\x03\x04garbage", "not a readable zip"),
+        ("climb.zip", zip_bytes({"ok.txt": b"fine", "../../outside.txt": b"pwned"}), "points outside"),
+    ],
+)
+def test_bad_uploads_show_an_error_in_place_and_write_nothing(tmp_path, monkeypatch, name, data, message):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    at.file_uploader(key="data.files").set_value([(name, data, "application/octet-stream")]).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == []
+    at.radio(key="data.source").set_value("cranfield").run()  # the app keeps working
+    assert not at.exception and at.button(key="run")
+
+
+@pytest.mark.slow
+def test_a_200_mb_upload_is_refused_in_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    at.file_uploader(key="data.files").set_value([("big.txt", bytes(200 * 2**20 + 1), "text/plain")]).run()
+    assert any("over the 200 MB limit" in e.value for e in at.error)
+    assert not at.exception and not (tmp_path / "cache" / "uploads").exists()
+
+
+def test_upload_without_questions_indexes_and_answers_with_feedback_on_the_trace(tmp_path, monkeypatch, store):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    docs = zip_bytes({
+        "kb/wings.md": b"# Wings\nSwept wings delay the onset of compressibility drag at high subsonic speeds.",
+        "kb/heat.txt": b"Heat transfer to a blunt body peaks at the stagnation point in hypersonic flow.",
+    })
+    at.file_uploader(key="data.files").set_value([("kb.zip", docs, "application/zip")]).run()
+    assert not at.exception and not at.error
+    assert any("No questions" in i.value for i in at.sidebar.info)
+    uploads = tmp_path / "cache" / "uploads"
+    assert {p.name for p in uploads.rglob("*") if p.is_file()} == {"wings.md", "heat.txt"}
+    run(at)
+    assert at.success[0].value.startswith("0 queries, 2 chunks")
+    at.text_input(key="pg.question").set_value("Where does heat transfer peak?").run()
+    at.button(key="pg.ask").click().run()
+    assert not at.exception and not at.error
+    answer = at.session_state["answer"]
+    assert "stagnation point" in answer["response"].answer.text
+    assert answer["response"].answer.citations[0] == answer["response"].hits[0].chunk.id
+    assert any(m.label == "Time to first token" for m in at.metric)
+    assert answer["trace_id"] and f"Trace `{answer['trace_id']}`" in [c.value for c in at.caption]
+    at.feedback(key="pg.feedback").set_value(0).run()  # 0 is thumbs down
+    assert not at.exception
+
+    from workbench.tracing import TraceStore
+
+    feedback = TraceStore(store).feedback(answer["trace_id"])
+    assert [f.score for f in feedback] == [-1]

@@ -1,0 +1,210 @@
+"""BM25 (Okapi, rank_bm25's semantics) over a precomputed sparse term x document score matrix."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..config import ConfigError, RetrievalConfig
+from ..types import Chunk, Hit
+from .base import Filter, check_chunks, check_k, filter_mask, ranked_hits, top_k
+
+if TYPE_CHECKING:
+    from ..embedding import Embedder
+
+__all__ = ["ENGLISH_STOPWORDS", "STOPWORD_LISTS", "TOKEN_PATTERN", "Bm25Tokenizer", "Bm25Index", "BM25Retriever"]
+
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's and bm25s's: words of two or more characters
+
+# NLTK's English stopword list (179 words, as bundled by bm25s as STOPWORDS_EN_PLUS). With this
+# list, TOKEN_PATTERN and lowercasing, BM25 on Cranfield gives the reference nDCG@10 of 0.350.
+ENGLISH_STOPWORDS = frozenset(
+    """a about above after again against ain all am an and any are aren aren't as at be because been
+    before being below between both but by can couldn couldn't d did didn didn't do does doesn doesn't
+    doing don don't down during each few for from further had hadn hadn't has hasn hasn't have haven
+    haven't having he her here hers herself him himself his how i if in into is isn isn't it it's its
+    itself just ll m ma me mightn mightn't more most mustn mustn't my myself needn needn't no nor not
+    now o of off on once only or other our ours ourselves out over own re s same shan shan't she she's
+    should should've shouldn shouldn't so some such t than that that'll the their theirs them
+    themselves then there these they this those through to too under until up ve very was wasn wasn't
+    we were weren weren't what when where which while who whom why will with won won't wouldn
+    wouldn't y you you'd you'll you're you've your yours yourself yourselves""".split()
+)
+STOPWORD_LISTS: dict[str, frozenset[str]] = {"english": ENGLISH_STOPWORDS, "none": frozenset()}
+
+
+@lru_cache(maxsize=8)
+def _stemmer(language: str) -> Any:
+    try:
+        import Stemmer
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError("PyStemmer is missing; run `make run` or `pip install -e .`") from exc
+    return Stemmer.Stemmer(language)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bm25Tokenizer:
+    """Text -> BM25 terms: optional lowercasing, a regex of words, stopword removal, stemming."""
+
+    lowercase: bool = True
+    stopwords: frozenset[str] = ENGLISH_STOPWORDS
+    stemmer: str | None = None  # a PyStemmer (Snowball) language such as "english"
+    token_pattern: str = TOKEN_PATTERN
+    _find: Callable[[str], list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "_find", re.compile(self.token_pattern).findall)
+        except re.error as exc:
+            raise ConfigError(f"token pattern {self.token_pattern!r} is not a valid regex: {exc}") from None
+        if self.stemmer is not None:
+            try:
+                _stemmer(self.stemmer)
+            except KeyError:
+                raise ConfigError(f"PyStemmer has no stemmer for {self.stemmer!r}; try 'english'") from None
+
+    @classmethod
+    def from_config(cls, config: RetrievalConfig) -> Bm25Tokenizer:
+        """The tokenizer that `config` describes."""
+        return cls(
+            lowercase=config.lowercase,
+            stopwords=STOPWORD_LISTS[config.stopwords],
+            stemmer=None if config.stemmer == "none" else config.stemmer,
+            token_pattern=config.token_pattern,
+        )
+
+    def __call__(self, text: str) -> list[str]:
+        """The terms of `text`, in order, repeats kept."""
+        words = self._find(text.lower() if self.lowercase else text)
+        if self.stopwords:
+            words = [w for w in words if w not in self.stopwords]
+        if self.stemmer is not None:
+            words = _stemmer(self.stemmer).stemWords(words)
+        return words
+
+
+class Bm25Index:
+    """Okapi BM25 with rank_bm25's exact semantics, precomputed as a term -> document score matrix.
+
+    As in bm25s (Lù, 2024), every (term, document) contribution
+    idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * |d| / avgdl)) is computed once at index
+    time, so scoring a query only sums a few sparse rows. idf(t) = log((N - n_t + 0.5) /
+    (n_t + 0.5)), and negative idfs are floored to epsilon times the mean idf, as rank_bm25's
+    BM25Okapi does; the arithmetic follows its order, so scores match it to the last bit.
+    """
+
+    def __init__(self, corpus: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25):
+        """Index tokenised documents.
+
+        Args:
+            corpus: the terms of each document.
+            k1, b, epsilon: BM25Okapi's parameters.
+
+        Raises:
+            ValueError: an empty corpus, or one without a single term.
+        """
+        import scipy.sparse
+
+        if not corpus:
+            raise ValueError("cannot index an empty corpus; pass at least one document")
+        vocabulary: dict[str, int] = {}
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        freqs: list[np.ndarray] = []
+        lengths = np.zeros(len(corpus), dtype=np.int64)
+        for d, terms in enumerate(corpus):
+            lengths[d] = len(terms)
+            counts: dict[int, int] = {}
+            for term in terms:
+                t = vocabulary.setdefault(term, len(vocabulary))
+                counts[t] = counts.get(t, 0) + 1
+            cols.append(np.full(len(counts), d, dtype=np.int64))
+            rows.append(np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)))
+            freqs.append(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        if not vocabulary:
+            raise ValueError(
+                "no document has a single BM25 term after tokenization; check the stopword list "
+                "and token pattern (retrieval.stopwords, retrieval.token_pattern)"
+            )
+        term, doc, tf = np.concatenate(rows), np.concatenate(cols), np.concatenate(freqs)
+        n_docs = len(corpus)
+        df = np.bincount(term, minlength=len(vocabulary))
+        idf = np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5) for n in df.tolist()])
+        # rank_bm25 sums idfs one by one in first-seen order: cumsum keeps that order exactly.
+        eps = epsilon * (np.cumsum(idf)[-1] / len(idf))
+        idf[idf < 0] = eps
+        avgdl = lengths.sum() / n_docs
+        norm = k1 * (1 - b + b * lengths / avgdl)
+        data = idf[term] * (tf * (k1 + 1) / (tf + norm[doc]))
+        matrix = scipy.sparse.csr_matrix((data, (term, doc)), shape=(len(vocabulary), n_docs))
+        matrix.sort_indices()
+        self.vocabulary = vocabulary
+        self.idf = idf
+        self.n_docs = n_docs
+        self.matrix = matrix  # terms x documents, scipy.sparse CSR
+        self._indptr, self._indices, self._data = matrix.indptr, matrix.indices, matrix.data
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        """BM25 score of every document for the query terms (repeats count, unknown terms add 0)."""
+        scores = np.zeros(self.n_docs)
+        indptr, indices, data = self._indptr, self._indices, self._data
+        for term in query:
+            t = self.vocabulary.get(term)
+            if t is not None:
+                lo, hi = indptr[t], indptr[t + 1]
+                scores[indices[lo:hi]] += data[lo:hi]
+        return scores
+
+    def top_k(self, query: Sequence[str], k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(document indices, scores) of the k best documents among `mask`, best first."""
+        check_k(k)
+        scores = self.scores(query)
+        best = top_k(scores, k, mask)
+        return best, scores[best]
+
+
+class BM25Retriever:
+    """BM25 over chunk texts; a filter masks the score vector before the top-k cut."""
+
+    def __init__(self, chunks: Sequence[Chunk], *, tokenizer: Bm25Tokenizer | None = None,
+                 k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> None:
+        """Tokenise and index `chunks`.
+
+        Raises:
+            ValueError: no chunks, duplicate chunk ids, or no term in any chunk.
+        """
+        check_chunks(chunks)
+        self.chunks = list(chunks)
+        self.tokenizer = tokenizer or Bm25Tokenizer()
+        self.index = Bm25Index([self.tokenizer(c.text) for c in self.chunks], k1=k1, b=b, epsilon=epsilon)
+
+    @classmethod
+    def from_config(cls, config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None) -> BM25Retriever:
+        """A BM25 retriever with the tokenizer and parameters of `config` (`embedder` is unused)."""
+        return cls(chunks, tokenizer=Bm25Tokenizer.from_config(config),
+                   k1=config.bm25_k1, b=config.bm25_b, epsilon=config.bm25_epsilon)
+
+    def retrieve(self, query: str, k: int, where: Filter | None = None) -> list[Hit]:
+        """The k best chunks for `query` among those passing `where`.
+
+        Raises:
+            ValueError: k <= 0 or a malformed filter.
+        """
+        return self.retrieve_many([query], k, where)[0]
+
+    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
+        """`retrieve` for each query, evaluating the filter once."""
+        check_k(k)
+        mask = filter_mask(self.chunks, where)
+        results = []
+        for query in queries:
+            best, scores = self.index.top_k(self.tokenizer(query), k, mask)
+            results.append(ranked_hits(self.chunks, best, scores))
+        return results
+

@@ -1,0 +1,722 @@
+"""Sweeps: grid or random search over config fields, resumable through the run store.
+
+A trial is one `PipelineConfig` on one dataset. Before anything runs, every trial is looked up
+in the store by (config hash, dataset fingerprint); only the missing ones are computed, so a
+killed sweep restarted with the same arguments picks up where it stopped, and an immediate
+rerun computes nothing. Each finished trial is stored at once, in its own transaction.
+
+Trials run in this process, in a pool of local processes, or as Ray tasks (`executor="ray"`:
+a local Ray instance, or an existing cluster through `ray_address`). Parallel trials share
+the embedding cache (SQLite in WAL mode); to keep two workers from embedding the same chunks
+at once, the first trial of each (chunking, embedding) group runs before the rest of its group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import math
+import os
+import random
+import statistics
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .config import ConfigError, PipelineConfig, config_hash, from_dict, replace_path, to_dict
+from .store import RunStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from .config import EmbeddingConfig
+    from .datasets import Dataset
+    from .experiment import ExperimentResult
+
+__all__ = [
+    "SweepSettings",
+    "SweepSpec",
+    "SweepPlan",
+    "SweepRefused",
+    "Trial",
+    "SweepResult",
+    "expand_space",
+    "plan_sweep",
+    "sweep",
+    "load_sweep_spec",
+    "embed_bulk",
+]
+
+# Rough rates for the up-front estimate of a sweep that has no history in the store yet:
+# all-MiniLM-L6-v2 on two CPU cores embeds ~100 chunks/s; a query through BM25/FAISS ~5 ms.
+_EMBED_TEXTS_PER_S = 100.0
+_QUERY_S = 0.005
+_SUBWORDS_PER_WORD = 1.3
+
+
+class SweepRefused(RuntimeError):
+    """A sweep too large to start without confirmation, or one the user declined."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSettings:
+    """How a sweep searches and where its trials run.
+
+    `method="grid"` runs every combination; `"random"` draws `trials` distinct combinations
+    (seeded). `executor="local"` with `workers=1` runs trials in this process (models load
+    once); `workers>1` uses that many processes. `executor="ray"` submits trials as Ray tasks
+    to `ray_address` ("" starts a local instance; "auto" or "ray://head:10001" joins a
+    cluster). More than `confirm_above` pending trials need explicit confirmation.
+    """
+
+    method: Literal["grid", "random"] = "grid"
+    trials: int = 0
+    seed: int = 0
+    executor: Literal["local", "ray"] = "local"
+    workers: int = 1
+    ray_address: str = ""
+    confirm_above: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.method not in ("grid", "random"):
+            raise ConfigError(f"unknown sweep method {self.method!r}; choose one of ['grid', 'random']")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown sweep executor {self.executor!r}; choose one of ['local', 'ray']")
+        if self.method == "random" and self.trials <= 0:
+            raise ConfigError(f"a random sweep needs trials > 0, got trials={self.trials}")
+        if self.method == "grid" and self.trials:
+            raise ConfigError("trials applies to method='random' only; drop it or set method='random'")
+        if self.workers < 1:
+            raise ConfigError(f"workers={self.workers} must be at least 1")
+        if self.confirm_above < 0:
+            raise ConfigError(f"confirm_above={self.confirm_above} must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSpec:
+    """A sweep as written in a TOML file: dataset, base config, search space and settings."""
+
+    name: str = "sweep"
+    dataset: str = "cranfield"
+    base: PipelineConfig = field(default_factory=PipelineConfig)
+    space: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    settings: SweepSettings = field(default_factory=SweepSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One point of a sweep and what became of it.
+
+    `status` is "computed" (run now), "reused" (found in the store) or "failed" (raised;
+    `error` says why, and the next run of the sweep retries it).
+    """
+
+    params: Mapping[str, Any]
+    config: PipelineConfig
+    config_hash: str
+    status: Literal["computed", "reused", "failed"]
+    run_id: str
+    aggregates: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    embedded_texts: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPlan:
+    """What a sweep will do before it does it: trials found, trials to run, estimated work."""
+
+    trials: tuple[tuple[Mapping[str, Any], PipelineConfig], ...]
+    done: Mapping[str, str]
+    pending: tuple[tuple[Mapping[str, Any], PipelineConfig], ...]
+    embedding_groups: int
+    estimated_texts: int
+    estimated_s: float
+
+    def describe(self) -> str:
+        """A few lines for a confirmation prompt or a log."""
+        return (
+            f"{len(self.trials)} trials: {len(self.done)} already in the store, {len(self.pending)} to run; "
+            f"about {self.estimated_texts:,} chunk embeddings over {self.embedding_groups} distinct "
+            f"chunkings (cached ones are free) and roughly {_duration(self.estimated_s)} in all"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepResult:
+    """Every trial of a sweep, in the order of the search space."""
+
+    sweep_id: str
+    dataset_name: str
+    dataset_fingerprint: str
+    trials: tuple[Trial, ...]
+    wall_s: float
+
+    def count(self, status: Literal["computed", "reused", "failed"]) -> int:
+        """How many trials ended with `status`."""
+        return sum(t.status == status for t in self.trials)
+
+    def best(self, metric: str) -> Trial:
+        """The trial with the highest value of `metric` among those that did not fail.
+
+        Raises:
+            KeyError: no trial reports `metric`.
+        """
+        scored = [t for t in self.trials if metric in t.aggregates]
+        if not scored:
+            known = sorted({m for t in self.trials for m in t.aggregates})
+            raise KeyError(f"no trial reports metric {metric!r}; known: {known}")
+        return max(scored, key=lambda t: t.aggregates[metric])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial: swept values, status, run id, duration, embedded texts, metrics."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {**t.params, "status": t.status, "run_id": t.run_id, "config_hash": t.config_hash,
+                 "duration_s": t.duration_s, "embedded_texts": t.embedded_texts, **t.aggregates,
+                 "error": t.error}
+                for t in self.trials
+            ]
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def expand_space(
+    base: PipelineConfig,
+    space: Mapping[str, Sequence[Any]],
+    settings: SweepSettings | None = None,
+) -> list[tuple[dict[str, Any], PipelineConfig]]:
+    """The trials of a search space: (swept values, config) pairs, duplicates removed.
+
+    Args:
+        base: the config every trial starts from.
+        space: dotted field -> values to try, e.g. {"chunking.size": [128, 256]}.
+        settings: grid (every combination, in order) or random (`trials` distinct
+            combinations drawn with `seed`); grid by default.
+
+    Returns:
+        Trials in a stable order; each config's `name` is the base name plus the swept values.
+
+    Raises:
+        ConfigError: a field that does not exist, an empty list of values, or a combination
+            of values no config accepts (the message names the trial).
+    """
+    settings = settings or SweepSettings()
+    if not space:
+        raise ConfigError("the search space is empty; give at least one field, e.g. {'chunking.size': [128, 256]}")
+    for dotted, values in space.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(f"sweep field {dotted!r} needs a non-empty list of values, got {values!r}")
+        _check_field(base, dotted)
+    names = list(space)
+    combos: list[tuple[Any, ...]] = list(itertools.product(*(space[n] for n in names)))
+    if settings.method == "random":
+        rng = random.Random(settings.seed)
+        combos = rng.sample(combos, min(settings.trials, len(combos)))
+    # Build each stage's sub-config once per distinct combination of its swept values: a
+    # grid of thousands of trials has only tens of distinct stage configs to validate.
+    stages: dict[tuple[Any, ...], Any] = {}
+    trials: list[tuple[dict[str, Any], PipelineConfig]] = []
+    seen: set[str] = set()
+    for combo in combos:
+        params = dict(zip(names, combo))
+        label = ",".join(f"{n}={v}" for n, v in params.items())
+        by_stage: dict[str, list[tuple[str, Any]]] = {}
+        for dotted, value in params.items():
+            head, _, rest = dotted.partition(".")
+            by_stage.setdefault(head, []).append((rest, value))
+        try:
+            changes = {}
+            for head, items in by_stage.items():
+                key = (head, tuple((rest, repr(value)) for rest, value in items))
+                if key not in stages:
+                    stages[key] = _apply(base, head, items)
+                changes[head] = stages[key]
+        except ConfigError as exc:
+            raise ConfigError(f"sweep trial [{label}] is not a valid config: {exc}") from None
+        config = dataclasses.replace(base, **changes, name=f"{base.name}[{label}]")
+        key = config_hash(config)
+        if key not in seen:
+            seen.add(key)
+            trials.append((params, config))
+    return trials
+
+
+def _check_field(base: PipelineConfig, dotted: str) -> None:
+    obj: Any = base
+    for part in dotted.split("."):
+        known = sorted(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else []
+        if part not in known:
+            raise ConfigError(
+                f"cannot sweep {dotted!r}: {type(obj).__name__} has no field {part!r}; known: {known}"
+            )
+        obj = getattr(obj, part)
+
+
+def _apply(base: PipelineConfig, head: str, items: list[tuple[str, Any]]) -> Any:
+    """Field `head` of `base` with all (sub-path, value) replacements applied at once.
+
+    At once, not one by one: each intermediate step could be invalid on its own (overlap 300
+    before size 512 with a base size of 256) while the final combination is fine.
+    """
+    if any(not rest for rest, _ in items):  # a top-level field such as `name`
+        return getattr(replace_path(base, head, items[-1][1]), head)
+    sub = getattr(base, head)
+    if any("." in rest for rest, _ in items):  # deeper nesting: no cross-field checks to order
+        for rest, value in items:
+            sub = replace_path(sub, rest, value)
+        return sub
+    return from_dict(type(sub), {**to_dict(sub), **dict(items)}, where=head)
+
+
+def _group_key(config: PipelineConfig) -> tuple[Any, ...]:
+    """Trials with equal keys embed exactly the same chunks."""
+    return (config.chunking, config.embedding)
+
+
+def _estimate_chunks(dataset: Dataset, config: PipelineConfig) -> int:
+    if config.chunking.method == "none":
+        return len(dataset.documents)
+    step = config.chunking.size - config.chunking.overlap
+    return sum(
+        max(1, math.ceil(len(d.text.split()) * _SUBWORDS_PER_WORD / step)) for d in dataset.documents
+    )
+
+
+def plan_sweep(
+    trials: Sequence[tuple[Mapping[str, Any], PipelineConfig]],
+    dataset: Dataset,
+    store: RunStore,
+    *,
+    workers: int = 1,
+) -> SweepPlan:
+    """Split trials into those the store already has and those to run, and estimate the work.
+
+    The time estimate uses the median duration of this dataset's completed runs in the store
+    when there are any, else fixed rates for CPU embedding and retrieval; both are rough.
+    """
+    from .experiment import needs_embedder
+
+    fingerprint = dataset.fingerprint()
+    completed = store.completed_keys(fingerprint)
+    done: dict[str, str] = {}
+    pending = []
+    for params, config in trials:
+        key = config_hash(config)
+        if key in completed:
+            done[key] = completed[key]
+        else:
+            pending.append((params, config))
+    groups = {_group_key(c): c for _, c in pending if needs_embedder(c)}
+    texts = sum(_estimate_chunks(dataset, c) for c in groups.values())
+    history = [r.duration_s for r in store.runs(dataset=dataset.name, status="completed")
+               if r.dataset_fingerprint == fingerprint]
+    if history:
+        seconds = len(pending) * statistics.median(history) / workers
+    else:
+        queries = len(dataset.evaluated_queries)
+        seconds = texts / _EMBED_TEXTS_PER_S + len(pending) * queries * _QUERY_S / workers
+    return SweepPlan(
+        trials=tuple(trials),
+        done=done,
+        pending=tuple(pending),
+        embedding_groups=len(groups),
+        estimated_texts=texts,
+        estimated_s=seconds,
+    )
+
+
+# -- executors ------------------------------------------------------------------------------
+
+Outcome = tuple[int, "ExperimentResult | BaseException"]
+
+
+class _Executor(Protocol):
+    def submit(self, index: int, config: PipelineConfig) -> None: ...
+    def next_done(self) -> Outcome: ...
+    def close(self) -> None: ...
+
+
+_worker_dataset: Dataset | None = None
+
+
+def _init_worker(dataset: Dataset, threads: int) -> None:
+    global _worker_dataset
+    import torch
+
+    torch.set_num_threads(threads)  # workers split the cores instead of fighting over them
+    _worker_dataset = dataset
+
+
+def _worker_trial(config: PipelineConfig) -> ExperimentResult:
+    from .experiment import run_experiment
+
+    if _worker_dataset is None:
+        raise RuntimeError("worker process was started without its dataset (use the sweep initializer)")
+    return run_experiment(config, _worker_dataset)
+
+
+def _trial(config: PipelineConfig, dataset: Dataset) -> ExperimentResult:
+    from .experiment import run_experiment
+
+    return run_experiment(config, dataset)
+
+
+class _InProcess:
+    """Runs each trial on submission, in this process: one model load, warm in-process indexes."""
+
+    def __init__(self, dataset: Dataset, progress: bool) -> None:
+        self._dataset = dataset
+        self._progress = progress
+        self._done: deque[Outcome] = deque()
+
+    def submit(self, index: int, config: PipelineConfig) -> None:
+        from .experiment import run_experiment
+
+        try:
+            self._done.append((index, run_experiment(config, self._dataset, progress=self._progress)))
+        except Exception as exc:  # recorded as a failed trial; the sweep goes on
+            self._done.append((index, exc))
+
+    def next_done(self) -> Outcome:
+        return self._done.popleft()
+
+    def close(self) -> None:
+        self._done.clear()
+
+
+class _ProcessPool:
+    """Trials in `workers` spawned processes, each holding the dataset and its own model."""
+
+    def __init__(self, dataset: Dataset, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        # spawn, not fork: a forked child of a process that already started torch threads can hang
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(dataset, threads),
+        )
+        self._futures: dict[Any, int] = {}
+
+    def submit(self, index: int, config: PipelineConfig) -> None:
+        self._futures[self._pool.submit(_worker_trial, config)] = index
+
+    def next_done(self) -> Outcome:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+        future = next(iter(done))
+        index = self._futures.pop(future)
+        exc = future.exception()
+        return index, exc if exc is not None else future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray(address: str) -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("executor='ray' needs the ray extra: pip install 'workbench[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(address=address or None, log_to_driver=False)
+    return ray
+
+
+class _RayTasks:
+    """Trials as Ray tasks (one CPU each); the dataset is put in the object store once."""
+
+    def __init__(self, dataset: Dataset, address: str) -> None:
+        self._ray = _ray(address)
+        self._dataset_ref = self._ray.put(dataset)
+        self._remote = self._ray.remote(num_cpus=1)(_trial)
+        self._refs: dict[Any, int] = {}
+
+    def submit(self, index: int, config: PipelineConfig) -> None:
+        self._refs[self._remote.remote(config, self._dataset_ref)] = index
+
+    def next_done(self) -> Outcome:
+        [ref], _ = self._ray.wait(list(self._refs), num_returns=1)
+        index = self._refs.pop(ref)
+        try:
+            return index, self._ray.get(ref)
+        except Exception as exc:  # a task's exception arrives wrapped; keep its message
+            return index, exc
+
+    def close(self) -> None:
+        for ref in self._refs:
+            self._ray.cancel(ref)
+        self._refs.clear()
+
+
+def _executor(settings: SweepSettings, dataset: Dataset, progress: bool) -> _Executor:
+    if settings.executor == "ray":
+        return _RayTasks(dataset, settings.ray_address)
+    if settings.workers == 1:
+        return _InProcess(dataset, progress)
+    return _ProcessPool(dataset, settings.workers)
+
+
+# -- the sweep ------------------------------------------------------------------------------
+
+
+def sweep(
+    base: PipelineConfig,
+    space: Mapping[str, Sequence[Any]],
+    *,
+    dataset: Dataset | str = "cranfield",
+    store: RunStore | None = None,
+    settings: SweepSettings | None = None,
+    confirm: Callable[[SweepPlan], bool] | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Run every trial of a search space that the store does not already hold.
+
+    Args:
+        base: the config every trial starts from.
+        space: dotted field -> values, e.g. {"chunking.size": [128, 256, 512]}.
+        dataset: a `Dataset` or a name/path for `load_dataset`.
+        store: where runs are looked up and saved; the default store if None.
+        settings: search method and executor; grid in this process by default.
+        confirm: asked, with the plan, when more than `settings.confirm_above` trials are
+            pending; return True to go ahead. Without it such a sweep is refused.
+        on_trial: called after each trial is stored (or found, or failed).
+        progress: show progress bars (in-process executor only).
+
+    Returns:
+        All trials, computed, reused and failed, in the order of the search space.
+
+    Raises:
+        ConfigError: a swept field does not exist or a value is invalid.
+        SweepRefused: too many pending trials and no confirmation.
+        StoreError: the store is read-only, locked or from a newer workbench.
+    """
+    from .datasets import load_dataset
+    from .experiment import needs_embedder
+
+    started = time.perf_counter()
+    settings = settings or SweepSettings()
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset)
+    store = store if store is not None else RunStore()
+    trials = expand_space(base, space, settings)
+    plan = plan_sweep(trials, dataset, store, workers=settings.workers)
+    if len(plan.pending) > settings.confirm_above:
+        if confirm is None:
+            raise SweepRefused(
+                f"this sweep needs confirmation: {plan.describe()}. Narrow the search space, use "
+                "method='random' with fewer trials, or confirm (--yes on the command line)"
+            )
+        if not confirm(plan):
+            raise SweepRefused(f"sweep declined; nothing was run ({plan.describe()})")
+    fingerprint = dataset.fingerprint()
+    sweep_id = store.create_sweep(
+        base.name,
+        {"space": {k: list(v) for k, v in space.items()}, "settings": dataclasses.asdict(settings),
+         "dataset": dataset.name, "dataset_fingerprint": fingerprint, "base_hash": config_hash(base)},
+    )
+    outcomes: dict[int, Trial] = {}
+
+    def record(index: int, trial: Trial) -> None:
+        outcomes[index] = trial
+        if on_trial is not None:
+            on_trial(trial)
+
+    # Schedule: a group's first trial (the one that embeds its chunks) runs alone; the rest
+    # of the group follows once the cache holds those vectors.
+    ready: deque[int] = deque()
+    followers: dict[tuple[Any, ...], list[int]] = {}
+    for index, (params, config) in enumerate(trials):
+        key = config_hash(config)
+        if key in plan.done:
+            record(index, _reused(params, config, store, plan.done[key]))
+        elif not needs_embedder(config):
+            ready.append(index)
+        elif _group_key(config) in followers:
+            followers[_group_key(config)].append(index)
+        else:
+            followers[_group_key(config)] = []
+            ready.append(index)
+
+    def release(config: PipelineConfig) -> None:
+        # next to run: in-process, a group's trials then follow each other and reuse its index
+        ready.extendleft(reversed(followers.pop(_group_key(config), [])))
+
+    executor = _executor(settings, dataset, progress)
+    in_flight = 0
+    try:
+        while ready or in_flight:
+            while ready and in_flight < settings.workers:
+                index = ready.popleft()
+                params, config = trials[index]
+                found = store.find(config_hash(config), fingerprint)  # another sweep may have run it
+                if found is not None:
+                    record(index, _reused(params, config, store, found.id))
+                    release(config)
+                    continue
+                executor.submit(index, config)
+                in_flight += 1
+            if not in_flight:
+                continue
+            index, outcome = executor.next_done()
+            in_flight -= 1
+            params, config = trials[index]
+            release(config)
+            if isinstance(outcome, BaseException):
+                run_id = store.save_failure(
+                    config, config_hash=config_hash(config), dataset_name=dataset.name,
+                    dataset_fingerprint=fingerprint, started_at=dt.datetime.now(dt.timezone.utc),
+                    error=f"{type(outcome).__name__}: {outcome}", sweep_id=sweep_id,
+                )
+                record(index, Trial(params=params, config=config, config_hash=config_hash(config),
+                                    status="failed", run_id=run_id, error=str(outcome)))
+                continue
+            run_id = store.save(outcome, sweep_id=sweep_id)
+            record(index, Trial(
+                params=params, config=config, config_hash=outcome.config_hash, status="computed",
+                run_id=run_id, aggregates=dict(outcome.aggregates),
+                duration_s=(dt.datetime.fromisoformat(outcome.finished_at)
+                            - dt.datetime.fromisoformat(outcome.started_at)).total_seconds(),
+                embedded_texts=int(outcome.embedding_stats.get("misses", 0)),
+            ))
+    finally:
+        executor.close()
+    return SweepResult(
+        sweep_id=sweep_id,
+        dataset_name=dataset.name,
+        dataset_fingerprint=fingerprint,
+        trials=tuple(outcomes[i] for i in sorted(outcomes)),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _reused(params: Mapping[str, Any], config: PipelineConfig, store: RunStore, run_id: str) -> Trial:
+    record = store.get(run_id)
+    return Trial(params=params, config=config, config_hash=record.config_hash, status="reused",
+                 run_id=run_id, aggregates=dict(record.aggregates), duration_s=record.duration_s)
+
+
+# -- spec files -----------------------------------------------------------------------------
+
+
+def load_sweep_spec(path: str | Path) -> SweepSpec:
+    """Read a sweep from TOML.
+
+    The file holds `name`, `dataset`, a `[base]` table (a pipeline config) or `base = "file.toml"`
+    (relative to the spec), a `[space]` table of dotted field -> list of values, and an optional
+    `[settings]` table (`SweepSettings` fields).
+
+    Raises:
+        ConfigError: the file is missing or invalid, or a key or value is unknown.
+    """
+    from .config import load_config
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"sweep file {str(path)!r} is not valid TOML: {exc}") from None
+    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in sweep file {str(path)!r}; known keys are {sorted(known)}")
+    base_data = data.get("base", {})
+    if isinstance(base_data, str):
+        base = load_config(path.parent / base_data)
+    else:
+        base = from_dict(PipelineConfig, {"name": data.get("name", path.stem), **base_data}, where="base")
+    space = data.get("space", {})
+    if not isinstance(space, Mapping) or not space:
+        raise ConfigError(
+            f"sweep file {str(path)!r} needs a [space] table, e.g. \"chunking.size\" = [128, 256]"
+        )
+    return SweepSpec(
+        name=data.get("name", path.stem),
+        dataset=data.get("dataset", "cranfield"),
+        base=base,
+        space={k: tuple(v) if isinstance(v, list) else v for k, v in space.items()},
+        settings=from_dict(SweepSettings, data.get("settings", {}), where="settings"),
+    )
+
+
+# -- bulk embedding -------------------------------------------------------------------------
+
+
+def _embed_shard(texts: Sequence[str], config: EmbeddingConfig, cache_path: str | None) -> np.ndarray:
+    from .embedding import VectorCache, load_embedder
+
+    cache = VectorCache(cache_path) if cache_path else None
+    return load_embedder(config, cache=cache).embed(texts)
+
+
+def embed_bulk(
+    texts: Sequence[str],
+    config: EmbeddingConfig | None = None,
+    *,
+    executor: Literal["local", "ray"] = "local",
+    shards: int = 4,
+    ray_address: str = "",
+    cache_path: str | Path | None = None,
+) -> np.ndarray:
+    """Embed many texts, on this machine or spread over a Ray cluster in `shards` tasks.
+
+    Each Ray worker embeds through its own node's vector cache (`cache_path` if given, else
+    its default cache), so a repeated job only computes what that node has not seen.
+
+    Args:
+        texts: the texts, in order.
+        config: the embedding model; the packaged default if None.
+        executor: "local" (this process) or "ray".
+        shards: how many Ray tasks to split the distinct texts into.
+        ray_address: as in `SweepSettings.ray_address`.
+        cache_path: a specific vector cache file.
+
+    Returns:
+        float32 array (len(texts), dimension), rows in the order of `texts`.
+
+    Raises:
+        ValueError: an unknown executor or a shard count below 1.
+    """
+    import numpy as np
+
+    from .config import EmbeddingConfig
+
+    config = config or EmbeddingConfig()
+    path = str(cache_path) if cache_path is not None else None
+    if executor == "local":
+        return _embed_shard(texts, config, path)
+    if executor != "ray":
+        raise ValueError(f"unknown executor {executor!r}; choose one of ['local', 'ray']")
+    if shards < 1:
+        raise ValueError(f"shards={shards} must be at least 1")
+    unique = list(dict.fromkeys(texts))
+    if not unique:
+        return _embed_shard([], config, path)
+    ray = _ray(ray_address)
+    remote = ray.remote(num_cpus=1)(_embed_shard)
+    size = math.ceil(len(unique) / shards)
+    parts = [unique[i : i + size] for i in range(0, len(unique), size)]
+    arrays = ray.get([remote.remote(part, config, path) for part in parts])
+    vectors = dict(zip(unique, np.concatenate(arrays)))
+    return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
