@@ -56,6 +56,8 @@ class Outcome:
     pipeline: Any = None  # workbench.experiment.Pipeline
     error: str = ""
     seconds: float = 0.0
+    embedded: int = 0  # texts this run embedded (cache misses), documents and queries together
+    reused: bool = False  # the result of an identical earlier run was shown again
 
 
 # --- state --------------------------------------------------------------------------------------
@@ -290,17 +292,20 @@ def run_column(i: int, config: PipelineConfig, dataset: Dataset, qids: list[str]
         if needs_embedder(config):
             bar.progress(0.05, text="loading the embedding model")
             embedder = load_embedder(config.embedding)
+        misses_before = embedder.stats.misses if embedder else 0
         bar.progress(0.15, text="chunking, embedding and indexing")
         pipeline = build_pipeline(config, dataset, embedder=embedder)
         bar.progress(0.6, text=f"evaluating {len(qids)} queries")
         key = (config_hash(config), dataset.fingerprint(), tuple(qids))
         result = st.session_state.result_cache.get(key)
-        if result is None:
+        reused = result is not None
+        if not reused:
             result = run_experiment(config, dataset, embedder=embedder, query_ids=qids)
             st.session_state.result_cache[key] = result
         seconds = time.perf_counter() - started
         bar.progress(1.0, text=f"done in {seconds:.1f} s")
-        return Outcome(label=label, column=i, config=config, result=result, pipeline=pipeline, seconds=seconds)
+        return Outcome(label=label, column=i, config=config, result=result, pipeline=pipeline, seconds=seconds,
+                       embedded=(embedder.stats.misses - misses_before) if embedder else 0, reused=reused)
     except Exception as exc:  # noqa: BLE001 - one config's failure must not take the others down
         bar.progress(1.0, text="failed")
         return Outcome(label=label, column=i, config=config, error=f"{type(exc).__name__}: {exc}",
@@ -315,9 +320,9 @@ def show_outcome(outcome: Outcome | None, slot: Any) -> None:
             st.error(f"Run failed: {outcome.error}")
             return
         r = outcome.result
-        misses = r.embedding_stats.get("misses", 0)
         st.success(f"{len(r.rows)} queries, {r.n_chunks} chunks in {outcome.seconds:.1f} s; "
-                   f"embedded {misses} new texts")
+                   f"embedded {outcome.embedded} new texts" + ("; same result as the last identical run"
+                                                               if outcome.reused else ""))
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -409,6 +414,7 @@ def show_drilldown(outcomes: dict[str, Outcome], dataset: Dataset) -> None:
             if not relevant.empty:
                 found = int(relevant["found"].sum())
                 st.markdown(f"Relevant documents found: **{found} of {len(relevant)}**")
+                relevant["rank"] = ["missed" if r != r else str(int(r)) for r in relevant["rank"]]  # NaN: missed
                 st.dataframe(relevant, hide_index=True, key=f"drill.relevant.{label}")
             hits = plots.hit_frame(row, {c.id: c for c in o.pipeline.chunks}, dataset, k=k)
             for h in hits.itertuples(index=False):
@@ -541,12 +547,12 @@ def main() -> None:
     columns: dict[int, PipelineConfig | None] = {}
     slots = {}
     with tab_config:
+        run = st.button("Run", type="primary", key="run")
         for i, col in enumerate(st.columns(n_configs)):
             with col:
                 st.subheader(f"Config {i + 1}")
-                columns[i] = config_column(i)
                 slots[i] = st.empty()
-        run = st.button("Run", type="primary", key="run")
+                columns[i] = config_column(i)
     configs = {label_of(i, c): c for i, c in columns.items() if c is not None}
     if run:
         qids = evaluated[:n_queries]

@@ -30,8 +30,8 @@ from workbench.experiment import needs_embedder  # noqa: E402
 from workbench.store import RunStore  # noqa: E402
 from workbench.sweep import SweepSettings, sweep  # noqa: E402
 
-SPACE = {"chunking.size": [128, 256, 512], "retrieval.kind": ["bm25", "dense", "hybrid"],
-         "chunking.overlap": [0, 32]}
+SPACE = {"chunking.size": [256, 512, 1024], "retrieval.kind": ["bm25", "dense", "hybrid"],
+         "chunking.overlap": [0, 64]}
 BASE = replace_path(PipelineConfig(name="bench"), "chunking.method", "fixed")
 
 CHILD = """

@@ -115,9 +115,9 @@ def test_drilldown_shows_each_configs_hits_and_relevant_documents(ran):
 def test_changing_only_k_reruns_without_embedding(ran):
     ran.number_input(key="cfg1.retrieval.k").set_value(50)
     run(ran)
-    result = ran.session_state["outcomes"]["2. dense"].result
-    assert result.config.retrieval.k == 50
-    assert result.embedding_stats["misses"] == 0
+    outcome = ran.session_state["outcomes"]["2. dense"]
+    assert outcome.result.config.retrieval.k == 50 and not outcome.reused
+    assert outcome.embedded == 0 and outcome.result.embedding_stats["misses"] == 0
     assert "embedded 0 new texts" in ran.success[1].value
 
 
@@ -197,6 +197,7 @@ def test_a_200_mb_upload_is_refused_in_place(tmp_path, monkeypatch):
     assert not at.exception and not (tmp_path / "cache" / "uploads").exists()
 
 
+@pytest.mark.slow
 def test_upload_without_questions_indexes_and_answers_with_feedback_on_the_trace(tmp_path, monkeypatch, store):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     at = start()

@@ -108,6 +108,8 @@ def test_compare_two_configs_in_the_browser(page, app_url):
     assert page.get_by_text("Cost per 1,000 queries").count() >= 1
     assert page.get_by_text("1. bm25").count() >= 1 and page.get_by_text("2. dense").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "app_results.png"), full_page=True)
+    page.locator(".js-plotly-plot").nth(3).scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "app_results_charts.png"), full_page=True)
 
     page.get_by_role("tab", name="Drill-down").click()
     page.get_by_text("Relevant documents found").first.wait_for(timeout=60_000)

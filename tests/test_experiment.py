@@ -80,3 +80,24 @@ def test_cli_evaluate_prints_the_table() -> None:
         [sys.executable, "-m", "workbench", "evaluate", "--config", "configs/nope.toml"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "configs/nope.toml' does not exist" in bad.stderr
+
+
+def test_answer_routes_once_and_cites_retrieved_chunks(cranfield) -> None:
+    config = replace_path(load_config(ROOT / "configs" / "bm25.toml"), "generation.kind", "extractive")
+    pipeline = build_pipeline(config, cranfield)
+    response = pipeline.answer(cranfield.queries["1"])
+    assert pipeline.router is pipeline.router  # built once, not per query
+    assert response.model == config.routing.model and response.attempts == (response.answer,)
+    shown = {h.chunk.id for h in response.hits[: config.generation.context_chunks]}
+    assert response.answer.citations and set(response.answer.citations) <= shown
+    assert {"route", "retrieve", "generate"} <= set(response.stage_latency_s)
+
+
+def test_cascade_keeps_the_cheapest_grounded_answer(cranfield) -> None:
+    config = replace_path(load_config(ROOT / "configs" / "bm25.toml"), "routing.kind", "cascade")
+    config = replace_path(config, "routing.threshold", 0.5)
+    pipeline = build_pipeline(config, cranfield)
+    response = pipeline.answer(cranfield.queries["2"])
+    # extractive answers quote the context, so they are grounded and the first tier suffices
+    assert pipeline.router is None
+    assert response.model == config.routing.tiers[0] and len(response.attempts) == 1

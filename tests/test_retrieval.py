@@ -69,9 +69,10 @@ def test_bm25_negative_idf_is_floored_like_rank_bm25():
 
 
 def test_tokenizer_lowercases_drops_stopwords_and_stems():
-    assert Bm25Tokenizer()("The Flow OF a jet, in 2 wings") == ["flow", "jet", "wings"]
+    assert Bm25Tokenizer()("The Flow OF a jet, in 2 wings") == ["flow", "jet", "2", "wings"]
     assert Bm25Tokenizer(stemmer="english")("running wings flows") == ["run", "wing", "flow"]
-    assert Bm25Tokenizer(lowercase=False, stopwords=frozenset())("The a Jet") == ["The", "Jet"]
+    assert Bm25Tokenizer(lowercase=False, stopwords=frozenset())("The a Jet") == ["The", "a", "Jet"]
+    assert Bm25Tokenizer(token_pattern=r"(?u)\b\w\w+\b")("a jet in 2 wings") == ["jet", "wings"]
     config = RetrievalConfig(stemmer="english", stopwords="none", token_pattern=r"\w+")
     assert Bm25Tokenizer.from_config(config)("of a jets") == ["of", "a", "jet"]
 

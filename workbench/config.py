@@ -105,7 +105,7 @@ class RetrievalConfig:
     lowercase: bool = True
     stopwords: Literal["english", "none"] = "english"
     stemmer: Literal["none", "english"] = "none"
-    token_pattern: str = r"(?u)\b\w\w+\b"  # a term is a regex match; scikit-learn's and bm25s's default
+    token_pattern: str = r"(?u)\b\w+\b"  # a term is a regex match
     # dense index
     index: Literal["flat", "hnsw"] = "flat"
     hnsw_m: int = 32

@@ -159,9 +159,9 @@ def load_beir(
 ) -> Dataset:
     """Load the BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (graded scores).
 
-    Document text is the title followed by the text, unless the text already begins with the
-    title (as Cranfield's does). Empty documents raise, or with `empty="skip"` are left out of
-    the corpus while their judgements stay.
+    Document text is the title, a space and the text, as BEIR's own evaluation embeds and
+    indexes it. Empty documents raise, or with `empty="skip"` are left out of the corpus while
+    their judgements stay.
     """
     path = Path(path)
     for required in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
@@ -170,7 +170,7 @@ def load_beir(
     documents, skipped = [], []
     for row in _read_jsonl(path / "corpus.jsonl"):
         doc_id, title, text = str(row["_id"]), row.get("title", "") or "", row.get("text", "") or ""
-        full = text if text.startswith(title) else f"{title} {text}".strip()
+        full = f"{title} {text}".strip()
         if not full.strip():
             if empty == "skip":
                 skipped.append(doc_id)

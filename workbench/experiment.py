@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .embedding import Embedder
+    from .generation import Generator
     from .reranking import Reranker
     from .retrieval import Filter, Retriever
+    from .routing import CascadeRouter, Router
 
 __all__ = [
     "QueryRow",
@@ -128,10 +131,35 @@ class Pipeline:
         return hits, timings
 
 
+    @functools.cached_property
+    def router(self) -> Router | None:
+        """The router of this pipeline (None for a cascade, which routes by answering)."""
+        from .routing import make_router
+
+        if self.config.routing.kind == "cascade":
+            return None
+        return make_router(self.config.routing, embedder=self.embedder, retriever=self.retriever)
+
+    @functools.cached_property
+    def _generators(self) -> dict[str, Generator]:
+        return {}
+
+    def generator(self, model: str) -> Generator:
+        """The generator for `model`, built once per pipeline."""
+        from .generation import make_generator
+
+        if model not in self._generators:
+            self._generators[model] = make_generator(self.config.generation, model=model)
+        return self._generators[model]
+
     def answer(
         self, query: str, *, where: Filter | None = None, on_text: Callable[[str], None] | None = None
     ) -> Response:
         """Route, retrieve, rerank and generate an answer for one query.
+
+        A cascade router answers with the cheapest tier first and escalates while the answer's
+        groundedness in the retrieved context stays under `routing.threshold`; every call it
+        paid for is in `Response.attempts`.
 
         Args:
             query: the user's question.
@@ -139,27 +167,58 @@ class Pipeline:
             on_text: receives the answer's text as it streams.
         """
         from . import tracing
-        from .generation import make_generator
-        from .routing import make_router
 
         with tracing.request("answer", query, self.config) as trace:
-            t0 = time.perf_counter()
-            with tracing.stage("route", kind=self.config.routing.kind) as span:
-                model = make_router(self.config.routing).route(query)
-                span.record(model=model)
-            timings = {"route": time.perf_counter() - t0}
+            timings: dict[str, float] = {}
+            model = None
+            if self.router is not None:
+                t0 = time.perf_counter()
+                with tracing.stage("route", kind=self.config.routing.kind) as span:
+                    model = self.router.route(query)
+                    span.record(model=model)
+                timings["route"] = time.perf_counter() - t0
             hits, search_timings = self.search(query, where=where)
             timings.update(search_timings)
             context = hits[: self.config.generation.context_chunks]
             t1 = time.perf_counter()
-            gen = self.config.generation
-            with tracing.stage("generate", config=gen, model=model, query=query, context=context) as span:
-                answer = make_generator(gen, model=model).generate(query, context, on_text=on_text)
-                span.record(answer=answer, context=context)
+            if model is None:
+                outcome = self._cascade(context, on_text).run(query)
+                model, answer, attempts = outcome.model, outcome.answer, outcome.attempts
+            else:
+                with tracing.stage("generate", config=self.config.generation, model=model, query=query,
+                                   context=context) as span:
+                    answer = self.generator(model).generate(query, context, on_text=on_text)
+                    span.record(answer=answer, context=context)
+                attempts = (answer,)
             timings["generate"] = time.perf_counter() - t1
-            response = Response(query=query, model=model, hits=tuple(hits), answer=answer, stage_latency_s=timings)
+            response = Response(
+                query=query, model=model, hits=tuple(hits), answer=answer, attempts=attempts, stage_latency_s=timings
+            )
             trace.record(response=response, context=context)
         return response
+
+    def _cascade(self, context: Sequence[Hit], on_text: Callable[[str], None] | None) -> CascadeRouter:
+        from . import tracing
+        from .embedding import load_embedder
+        from .metrics import groundedness
+        from .routing import CascadeRouter
+
+        embedder = self.embedder or load_embedder(self.config.embedding)
+        texts = [h.chunk.text for h in context]
+
+        def answer(query: str, model: str) -> Answer:
+            with tracing.stage("generate", config=self.config.generation, model=model, query=query,
+                               context=context) as span:
+                result = self.generator(model).generate(query, context, on_text=on_text)
+                span.record(answer=result, context=context)
+            return result
+
+        return CascadeRouter(
+            tiers=self.config.routing.tiers,
+            answer=answer,
+            judge=lambda _query, result: groundedness(result.text, texts, embedder.embed),
+            threshold=self.config.routing.threshold,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +229,7 @@ class Response:
     model: str
     hits: tuple[Hit, ...]
     answer: Answer
+    attempts: tuple[Answer, ...]  # every answer paid for (a cascade's discarded ones first)
     stage_latency_s: Mapping[str, float]
 
 

