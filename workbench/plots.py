@@ -419,7 +419,9 @@ def trace_percentiles_figure(table: pd.DataFrame) -> go.Figure:
 
 __all__ += [
     "chunk_size_figure",
+    "chunk_cost_figure",
     "rerank_depth_figure",
+    "context_tradeoff_figure",
     "rerank_scatter_figure",
     "fusion_weight_figure",
     "filter_effect_figure",
@@ -428,7 +430,7 @@ __all__ += [
 ]
 
 if TYPE_CHECKING:
-    from .studies import ChunkSizeStudy, FilterStudy, RerankStudy, RetrievalStudy, RoutingStudy
+    from .studies import ChunkSizeStudy, ContextTradeoff, FilterStudy, RerankStudy, RetrievalStudy, RoutingStudy
 
 
 def chunk_size_figure(study: ChunkSizeStudy, metric: str) -> go.Figure:
@@ -456,6 +458,19 @@ def chunk_size_figure(study: ChunkSizeStudy, metric: str) -> go.Figure:
     fig.update_layout(title=f"{metric} by chunk size ({study.dataset}, {study.retrieval} retrieval)",
                       yaxis_title=metric, margin={"t": 60, "b": 40})
     return fig
+
+
+def chunk_cost_figure(study: ChunkSizeStudy, metric: str) -> go.Figure:
+    """`metric` against cost per 1,000 queries for each chunker setting, with the Pareto frontier."""
+    return quality_cost_figure({p.label: round(p.metrics.get(metric, 0.0), 4) for p in study.points},
+                               {p.label: round(p.usd_per_1k, 4) for p in study.points}, metric=metric)
+
+
+def context_tradeoff_figure(tradeoff: ContextTradeoff) -> go.Figure:
+    """Recall of the chunks sent against cost per 1,000 queries: more chunks, or reranked ones."""
+    return quality_cost_figure({o.label: round(o.recall, 4) for o in tradeoff.options},
+                               {o.label: round(o.usd_per_1k, 4) for o in tradeoff.options},
+                               metric=f"recall of the chunks sent ({tradeoff.unit}s)")
 
 
 def rerank_depth_figure(study: RerankStudy) -> go.Figure:

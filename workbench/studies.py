@@ -45,6 +45,7 @@ __all__ = [
     "RerankStudy",
     "rerank_study",
     "ContextOption",
+    "ContextTradeoff",
     "context_tradeoff",
     "RetrievalPoint",
     "RetrievalStudy",
@@ -343,7 +344,6 @@ def rerank_study(
         ValueError: no rerankers, or depths/k the reranker evaluation rejects.
     """
     from .embedding import load_embedder
-    from .experiment import needs_embedder
     from .metrics import ndcg_at_k, precision_at_k, recall_at_k
     from .reranking import _ranked_ids, evaluate_reranker, make_reranker, retrieve_candidates
 
@@ -352,7 +352,7 @@ def rerank_study(
     base = base or PipelineConfig(retrieval=RetrievalConfig(kind="dense"))
     depth = max([*depths, *context_sizes])
     candidates = retrieve_candidates(base, dataset, depth=depth, query_ids=query_ids)
-    embedder = load_embedder(base.embedding) if needs_embedder(base) or rerankers else None
+    embedder = load_embedder(base.embedding)  # loads its model only when a text is not cached
     evaluations = []
     for label, config in rerankers.items():
         config = dataclasses.replace(config, k=k, candidates=max(depths))
@@ -392,9 +392,31 @@ class ContextOption:
     added_ms: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class ContextTradeoff:
+    """Ways to fill the prompt side by side: more first-stage chunks, or fewer reranked ones."""
+
+    dataset: str
+    unit: str
+    depth: int
+    options: tuple[ContextOption, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per option: chunks sent, recall, precision, context tokens, USD per 1k, ms added."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(o) for o in self.options])
+
+    def recommend(self, *, share: float = 0.95) -> Recommendation:
+        """The cheapest option (USD per 1,000 queries) within `share` of the best recall; among
+        equally priced options the one with the higher recall."""
+        return recommend({o.label: {"recall": o.recall, "usd_per_1k": o.usd_per_1k} for o in self.options},
+                         metric="recall", cost="usd_per_1k", share=share)
+
+
 def context_tradeoff(
     study: RerankStudy, *, depth: int | None = None, workload: Workload | None = None
-) -> tuple[ContextOption, ...]:
+) -> ContextTradeoff:
     """Reranking to k against passing more first-stage chunks: recall, precision and cost side by side.
 
     Recall and precision are at the number of chunks sent (what the model gets to read); the
@@ -431,7 +453,7 @@ def context_tradeoff(
             usd_per_1k=_usd_per_1k(study.config, workload, chunk_tokens=study.mean_chunk_tokens, k=study.k),
             added_ms=s.ms_per_query,
         ))
-    return tuple(options)
+    return ContextTradeoff(dataset=study.dataset, unit=study.unit, depth=depth, options=tuple(options))
 
 
 # --- retrievers and filters ------------------------------------------------------------------

@@ -558,8 +558,10 @@ def sweep(
             ready.append(index)
 
     def release(config: PipelineConfig) -> None:
-        # next to run: in-process, a group's trials then follow each other and reuse its index
-        ready.extendleft(reversed(followers.pop(_group_key(config), [])))
+        # Only a trial that embeds fills the cache for its group (a BM25 trial with the same
+        # chunking does not). Followers go next: in-process they then reuse the group's index.
+        if needs_embedder(config):
+            ready.extendleft(reversed(followers.pop(_group_key(config), [])))
 
     executor = _executor(settings, dataset, progress)
     submitted: dict[int, dt.datetime] = {}
