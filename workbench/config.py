@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -48,8 +49,13 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be positive, got {value}")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def _literal_options(cls: type, name: str) -> tuple[str, ...]:
-    return typing.get_args(typing.get_type_hints(cls)[name])
+    return typing.get_args(_type_hints(cls)[name])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +337,7 @@ def from_dict(cls: type[T], data: typing.Mapping[str, Any], *, where: str = "") 
     """
     if not isinstance(data, typing.Mapping):
         raise ConfigError(f"{where or cls.__name__} must be a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
@@ -439,6 +445,6 @@ def replace_path(config: T, dotted: str, value: Any) -> T:
     if rest:
         value = replace_path(getattr(config, head), rest, value)
     else:
-        hint = typing.get_type_hints(type(config))[head]
+        hint = _type_hints(type(config))[head]
         value = _coerce(hint, value, dotted)
     return dataclasses.replace(config, **{head: value})  # type: ignore[type-var]

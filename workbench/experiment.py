@@ -265,7 +265,7 @@ def needs_embedder(config: PipelineConfig) -> bool:
 
 
 def build_pipeline(
-    config: PipelineConfig, dataset: Dataset, *, embedder: Embedder | None = None, progress: bool = False
+    config: PipelineConfig, dataset: Dataset, *, embedder: Embedder | None = None
 ) -> Pipeline:
     """Chunk, embed and index `dataset` for `config`.
 
@@ -295,9 +295,7 @@ def build_pipeline(
     index_config = dataclasses.replace(config.retrieval, k=1)
     index_key = (chunk_key, index_config, config.embedding if config.retrieval.kind != "bm25" else None)
 
-    def index() -> Retriever:
-        if embedder is not None and config.retrieval.kind != "bm25":
-            embedder.embed([c.text for c in chunks], progress=progress)
+    def index() -> Retriever:  # dense indexes embed their chunks with a progress bar
         return build_retriever(config.retrieval, chunks, embedder if config.retrieval.kind != "bm25" else None)
 
     retriever, index_s, _ = _remember(_index_cache, index_key, index)
@@ -353,7 +351,7 @@ def run_experiment(
         dataset: documents, queries and judgements.
         embedder: a specific embedder (its cache and counters); by default the process-wide one.
         where: a metadata filter applied to every query.
-        progress: show progress bars (embedding and queries).
+        progress: show a progress bar over the queries (embedding shows its own when it computes).
         query_ids: evaluate only these queries (default: every query with judgements).
 
     Returns:
@@ -367,7 +365,7 @@ def run_experiment(
     if embedder is None and needs_embedder(config):
         embedder = load_embedder(config.embedding)
     stats_before = dataclasses.asdict(embedder.stats) if embedder else {}
-    pipeline = build_pipeline(config, dataset, embedder=embedder, progress=progress)
+    pipeline = build_pipeline(config, dataset, embedder=embedder)
     ids = list(query_ids) if query_ids is not None else dataset.evaluated_queries
     unknown = [q for q in ids if q not in dataset.queries]
     if unknown:
