@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -258,6 +259,11 @@ def _blocks(body: Mapping[str, Any]) -> list[tuple[str, bool]]:
 class _Handler(BaseHTTPRequestHandler):
     owner: AnthropicServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Many small writes (SSE events): without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms stalls.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

@@ -158,8 +158,9 @@ class RerankingConfig:
     device: str = "cpu"
     mmr_lambda: float = 0.7
     # late interaction: which query tokens count, and IDF weights from the candidates
-    maxsim_query_tokens: Literal["all", "content", "no-stopwords"] = "no-stopwords"
-    maxsim_idf: bool = True
+    # (defaults: the variant with the best worst case over Cranfield and the chunking set)
+    maxsim_query_tokens: Literal["all", "content", "no-stopwords"] = "content"
+    maxsim_idf: bool = False
     # weight of the input ranking fused (reciprocal rank) with the reranker's; 0 ignores it
     input_weight: float = 0.0
 

@@ -247,8 +247,8 @@ class MaxSimReranker:
     """
 
     def __init__(
-        self, embedder: Embedder, *, query_tokens: Literal["all", "content", "no-stopwords"] = "no-stopwords",
-        idf: bool = True, max_length: int = 256, batch_size: int = 32, input_weight: float = 0.0,
+        self, embedder: Embedder, *, query_tokens: Literal["all", "content", "no-stopwords"] = "content",
+        idf: bool = False, max_length: int = 256, batch_size: int = 32, input_weight: float = 0.0,
         cache: VectorCache | None = None,
     ) -> None:
         from .embedding import VectorCache
