@@ -10,7 +10,8 @@ same held-out queries, for comparison). The pointwise LLM reranker runs on a few
 (it costs seconds per query on two cores) and only when the `local` extra is installed.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reranking.py [--datasets cranfield chunking]
-        [--depths 10 20 50 100] [--llm-queries 10] [--no-train] [--cross-encoder NAME_OR_PATH]
+        [--depths 10 20 50 100] [--llm-queries 10 (0: skip)] [--no-train | --train-only]
+        [--cross-encoder NAME_OR_PATH]
 """
 
 from __future__ import annotations
@@ -57,12 +58,73 @@ def print_evaluation(ev, retrieval_ms: float) -> None:
         )
 
 
+def compare_rerankers(args, embedder, candidates, retrieval_ms: float) -> None:
+    """The MaxSim ablation at N=50, then each reranker at each N."""
+    texts = list(dict.fromkeys(h.chunk.text for hits in candidates.hits.values() for h in hits))
+    t0 = time.perf_counter()
+    MaxSimReranker(embedder).passage_tokens(texts)
+    print(f"  MaxSim passage token cache: {len(texts)} passages ready in {time.perf_counter() - t0:.1f} s "
+          "(one-off; ~0 s when already cached)", flush=True)
+
+    print(f"-- MaxSim: which tokens count (N=50, k={K})", flush=True)
+    for tokens in ("all", "content", "no-stopwords"):
+        for idf in (False, True):
+            reranker = MaxSimReranker(embedder, query_tokens=tokens, idf=idf)
+            ev = evaluate_reranker(reranker, candidates, depths=(50,), k=K, name=f"maxsim {tokens} idf={idf}")
+            print_evaluation(ev, retrieval_ms)
+
+    rerankers = {
+        "maxsim (default)": RerankingConfig(kind="maxsim"),
+        "maxsim + input w=.5": RerankingConfig(kind="maxsim", input_weight=0.5),
+        "mmr lambda=0.7": RerankingConfig(kind="mmr", mmr_lambda=0.7),
+    }
+    if args.cross_encoder:
+        rerankers["cross-encoder"] = RerankingConfig(kind="cross-encoder", model=args.cross_encoder)
+    print(f"-- each reranker at each N (k={K})", flush=True)
+    for label, config in rerankers.items():
+        reranker = make_reranker(config, embedder=embedder)
+        ev = evaluate_reranker(reranker, candidates, depths=args.depths, k=K, name=label)
+        print_evaluation(ev, retrieval_ms)
+
+    if args.llm_queries <= 0:
+        return
+    try:
+        llm = make_reranker(RerankingConfig(kind="llm"))
+    except ImportError as exc:
+        print(f"  llm: skipped ({exc})", flush=True)
+        return
+    some = list(candidates.hits)[: args.llm_queries]
+    ev = evaluate_reranker(llm, candidates, depths=(10, 20), k=K, name="llm (gemma 270m)", query_ids=some)
+    print_evaluation(ev, retrieval_ms)
+
+
+def train_and_compare(dataset, embedder, candidates, retrieval_ms: float) -> None:
+    """Fine-tune on 80% of the queries; compare on the held-out 20% with MaxSim."""
+    print("-- fine-tuned cross-encoder (packaged MiniLM weights, BM25 hard + random negatives)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # A few minutes on two shared cores: 4 positives, 4 hard and 4 random negatives per query.
+        config = TrainConfig(depth=50, positives=4, negatives=4, random_negatives=4, max_length=192)
+        report = train_reranker(dataset, os.path.join(tmp, "ce"), candidates=candidates, config=config)
+        print(f"  {report.summary()}", flush=True)
+        held = list(report.heldout_queries)
+        for label, config_ in (
+            ("trained (held-out)", RerankingConfig(kind="trained", model=report.model_dir, max_length=192)),
+            ("trained + input w=.5", RerankingConfig(
+                kind="trained", model=report.model_dir, max_length=192, input_weight=0.5)),
+            ("maxsim (held-out)", RerankingConfig(kind="maxsim")),
+        ):
+            reranker = make_reranker(config_, embedder=embedder)
+            ev = evaluate_reranker(reranker, candidates, depths=(20, 50), k=K, name=label, query_ids=held)
+            print_evaluation(ev, retrieval_ms)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cranfield", "chunking"])
     parser.add_argument("--depths", nargs="+", type=int, default=[10, 20, 50, 100])
     parser.add_argument("--llm-queries", type=int, default=10)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--train-only", action="store_true", help="only the fine-tuned cross-encoder part")
     parser.add_argument("--cross-encoder", default="", help="a cross-encoder name or path (needs it locally)")
     args = parser.parse_args()
 
@@ -77,59 +139,10 @@ def main() -> None:
             f"{candidates.retrieval_ms:.1f} ms/query (batched)",
             flush=True,
         )
-        retrieval_ms = candidates.retrieval_ms
-
-        texts = list(dict.fromkeys(h.chunk.text for hits in candidates.hits.values() for h in hits))
-        t0 = time.perf_counter()
-        MaxSimReranker(embedder).passage_tokens(texts)
-        print(f"  MaxSim passage token cache: {len(texts)} passages ready in {time.perf_counter() - t0:.1f} s "
-              "(one-off; 0 s when already cached)", flush=True)
-
-        print(f"-- MaxSim: which tokens count (N=50, k={K})", flush=True)
-        for tokens in ("all", "content", "no-stopwords"):
-            for idf in (False, True):
-                reranker = MaxSimReranker(embedder, query_tokens=tokens, idf=idf)
-                ev = evaluate_reranker(reranker, candidates, depths=(50,), k=K, name=f"maxsim {tokens} idf={idf}")
-                print_evaluation(ev, retrieval_ms)
-
-        rerankers = {
-            "maxsim (default)": RerankingConfig(kind="maxsim"),
-            "maxsim + input w=.5": RerankingConfig(kind="maxsim", input_weight=0.5),
-            "mmr lambda=0.7": RerankingConfig(kind="mmr", mmr_lambda=0.7),
-        }
-        if args.cross_encoder:
-            rerankers["cross-encoder"] = RerankingConfig(kind="cross-encoder", model=args.cross_encoder)
-        print(f"-- each reranker at each N (k={K})", flush=True)
-        for label, config in rerankers.items():
-            ev = evaluate_reranker(make_reranker(config, embedder=embedder), candidates, depths=args.depths, k=K, name=label)
-            print_evaluation(ev, retrieval_ms)
-
-        try:
-            llm = make_reranker(RerankingConfig(kind="llm"))
-        except ImportError as exc:
-            print(f"  llm: skipped ({exc})", flush=True)
-        else:
-            some = list(candidates.hits)[: args.llm_queries]
-            ev = evaluate_reranker(llm, candidates, depths=(10, 20), k=K, name="llm (gemma 270m)", query_ids=some)
-            print_evaluation(ev, retrieval_ms)
-
+        if not args.train_only:
+            compare_rerankers(args, embedder, candidates, candidates.retrieval_ms)
         if not args.no_train:
-            print("-- fine-tuned cross-encoder (packaged MiniLM weights, BM25 hard negatives)", flush=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                # A few minutes on two shared cores: 4 positives and 4 hard negatives per query.
-                config = TrainConfig(depth=50, positives=4, negatives=4, max_length=192)
-                report = train_reranker(dataset, os.path.join(tmp, "ce"), candidates=candidates, config=config)
-                print(f"  {report.summary()}", flush=True)
-                trained = make_reranker(RerankingConfig(kind="trained", model=report.model_dir))
-                held = list(report.heldout_queries)
-                for label, reranker in (
-                    ("trained (held-out)", trained),
-                    ("trained + input w=.5", make_reranker(RerankingConfig(
-                        kind="trained", model=report.model_dir, input_weight=0.5))),
-                    ("maxsim (held-out)", make_reranker(RerankingConfig(kind="maxsim"), embedder=embedder)),
-                ):
-                    ev = evaluate_reranker(reranker, candidates, depths=(20, 50), k=K, name=label, query_ids=held)
-                    print_evaluation(ev, retrieval_ms)
+            train_and_compare(dataset, embedder, candidates, candidates.retrieval_ms)
 
 
 if __name__ == "__main__":

@@ -316,11 +316,13 @@ def test_span_sets_are_judged_per_chunk(chunking_set):
 @pytest.mark.slow
 def test_train_reranker_saves_a_loadable_cross_encoder_and_reports_heldout(toy_dataset, tmp_path):
     candidates = retrieve_candidates(BM25_PIPELINE, toy_dataset, depth=5)
-    config = TrainConfig(heldout=0.25, depth=5, positives=2, negatives=2, max_length=64, batch_size=4)
+    config = TrainConfig(
+        heldout=0.25, depth=5, positives=2, negatives=2, random_negatives=1, max_length=64, batch_size=4
+    )
     report = train_reranker(toy_dataset, tmp_path / "model", candidates=candidates, config=config)
     assert len(report.heldout_queries) == 1 and len(report.train_queries) == 3
     assert set(report.heldout_queries).isdisjoint(report.train_queries)
-    assert report.positives == 3 and report.negatives == 6
+    assert report.positives == 3 and report.negatives == 9  # 2 hard + 1 random per query
     s = report.evaluation.summaries[0]
     assert s.depth == 5 and s.queries == 1 and report.beats_input == (s.ndcg_after > s.ndcg_before)
     assert "held-out (1 queries)" in report.summary()

@@ -262,11 +262,18 @@ def test_parallel_processes_match_in_process_and_embed_each_group_once(tmp_path,
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray = pytest.importorskip("ray")
-    # a busy two-core machine can take more than Ray's default 10 s to register the node
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import ray
+
+    # Ray waits a fixed 30 s for its raylet to register; a busy two-core machine can take
+    # longer on a cold start, and a second start (warm page cache) is much faster.
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:
+            ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 

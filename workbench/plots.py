@@ -612,7 +612,7 @@ def cost_waterfall_figure(breakdown: CostBreakdown) -> go.Figure:
     values = [breakdown.naive_total, *[-s for s in breakdown.savings.values()], breakdown.total]
     fig = go.Figure(go.Waterfall(
         x=labels, y=[round(v, 2) for v in values], measure=["absolute", *["relative"] * len(breakdown.savings), "total"],
-        text=[f"${v:,.0f}" for v in values], textposition="outside",
+        text=[f"-${-v:,.0f}" if v < 0 else f"${v:,.0f}" for v in values], textposition="outside",
         decreasing={"marker": {"color": _COLOURS[2]}}, increasing={"marker": {"color": _COLOURS[4]}},
         totals={"marker": {"color": _COLOURS[0]}}, connector={"line": {"color": "#888"}},
     ))

@@ -132,8 +132,9 @@ class CrossEncoderReranker:
 
     Any Hugging Face cross-encoder name (e.g. `cross-encoder/ms-marco-MiniLM-L6-v2`, which needs
     hub access once) or a local folder, such as one written by `train_reranker`. The model loads
-    on first use. Pairs longer than `max_length` tokens are truncated; when most are, a warning
-    gives the share, since the model then never sees the passages' ends.
+    on first use. Pairs longer than `max_length` tokens are truncated; the first call where most
+    are gets a warning with the share (`pairs_seen`/`pairs_truncated` keep the running totals),
+    since the model then never sees the passages' ends.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class CrossEncoderReranker:
         self.input_weight = input_weight
         self.pairs_seen = 0
         self.pairs_truncated = 0
+        self._warned = False
 
     @classmethod
     def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> CrossEncoderReranker:
@@ -192,7 +194,8 @@ class CrossEncoderReranker:
         self.pairs_seen += len(passages)
         self.pairs_truncated += truncated
         share = truncated / len(passages)
-        if share > TRUNCATION_WARN_SHARE:
+        if share > TRUNCATION_WARN_SHARE and not self._warned:
+            self._warned = True  # once per reranker: the counters keep the running totals
             warnings.warn(
                 f"cross-encoder {self.model_name!r} truncated {truncated} of {len(passages)} passages "
                 f"({share:.0%}) at max_length={self.max_length} tokens; raise reranking.max_length "
@@ -861,8 +864,10 @@ def evaluate_reranker(
 class TrainConfig:
     """How `train_reranker` builds pairs and fine-tunes.
 
-    Per training query: up to `positives` relevant chunks (label: grade / highest grade) and up to
-    `negatives` hard negatives, the best-ranked non-relevant chunks of BM25's top `depth`.
+    Per training query: up to `positives` relevant chunks (label: grade / highest grade), up to
+    `negatives` hard negatives (the best-ranked non-relevant chunks of BM25's top `depth`) and
+    `random_negatives` non-relevant chunks drawn at random: with hard negatives alone the model
+    learns that word overlap means "not relevant".
     `heldout` is the share of queries kept out of training to test the result, at N=`depth`.
     """
 
@@ -871,6 +876,7 @@ class TrainConfig:
     depth: int = 50
     positives: int = 8
     negatives: int = 8
+    random_negatives: int = 4
     epochs: int = 1
     max_length: int = 256
     batch_size: int = 16
@@ -883,6 +889,8 @@ class TrainConfig:
         for name in ("depth", "positives", "negatives", "epochs", "max_length", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.random_negatives < 0:
+            raise ConfigError(f"random_negatives must be >= 0, got {self.random_negatives}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
 
@@ -948,6 +956,12 @@ def _training_pairs(
                 negatives.append(hit.chunk)
             if len(negatives) == config.negatives:
                 break
+        hard = {c.id for c in negatives}
+        pool = [
+            c for c in candidates.chunks
+            if c.id not in hard and rel.get(c.doc_id if candidates.unit == "document" else c.id, 0) <= 0
+        ]
+        negatives += rng.sample(pool, min(config.random_negatives, len(pool)))
         pairs += [(query, c.text, grade / top) for c, grade in positives]
         pairs += [(query, c.text, 0.0) for c in negatives]
         n_pos += len(positives)
@@ -965,7 +979,7 @@ def train_reranker(
     """Fine-tune a cross-encoder from the packaged MiniLM weights on `dataset`'s own judgements.
 
     Positives are the relevant chunks of each training query (from qrels, or chunks overlapping
-    span references); hard negatives are BM25's best non-relevant chunks. A share of queries is
+    span references); negatives are BM25's best non-relevant chunks plus a few random ones. A share of queries is
     held out: the report says whether the model's reranking of their candidates beats the
     candidates' own order. The folder is a regular CrossEncoder: load it with
     `RerankingConfig(kind="trained", model=str(output_dir))`.

@@ -19,7 +19,6 @@ import numpy as np
 
 from .config import (
     ChunkingConfig,
-    EvaluationConfig,
     PipelineConfig,
     RerankingConfig,
     RetrievalConfig,
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from .experiment import ExperimentResult
     from .reranking import RerankEvaluation
     from .routing import CostQualityCurve, RoutingEvaluation
-    from .types import Chunk
+    from .types import Chunk, Hit
 
 __all__ = [
     "Recommendation",
@@ -144,6 +143,13 @@ def _default_workload(dataset: Dataset, query_ids: Sequence[str]) -> Workload:
 
     lengths = [estimate_tokens(dataset.queries[q]) for q in query_ids]
     return Workload(query_tokens=round(float(np.mean(lengths))) if lengths else 30)
+
+
+def _ranked_units(hits: Sequence[Hit], unit: str) -> list[str]:
+    """Chunk ids in rank order, or document ids at their best chunk's rank (as the reranker evaluation ranks)."""
+    if unit == "chunk":
+        return [h.chunk.id for h in hits]
+    return list(dict.fromkeys(h.chunk.doc_id for h in hits))
 
 
 def _percentile_ms(result: ExperimentResult, q: float) -> float:
@@ -345,7 +351,7 @@ def rerank_study(
     """
     from .embedding import load_embedder
     from .metrics import ndcg_at_k, precision_at_k, recall_at_k
-    from .reranking import _ranked_ids, evaluate_reranker, make_reranker, retrieve_candidates
+    from .reranking import evaluate_reranker, make_reranker, retrieve_candidates
 
     if not rerankers:
         raise ValueError("rerankers is empty; give label -> RerankingConfig, e.g. {'maxsim': RerankingConfig(kind='maxsim')}")
@@ -365,7 +371,7 @@ def rerank_study(
         values: dict[str, list[float]] = {"recall": [], "precision": [], "ndcg": []}
         for qid, hits in candidates.hits.items():
             rel = candidates.relevance.get(qid, {})
-            ranked = _ranked_ids(hits[:n], candidates.unit)
+            ranked = _ranked_units(hits[:n], candidates.unit)
             values["recall"].append(recall_at_k(rel, ranked, n))
             values["precision"].append(precision_at_k(rel, ranked, n))
             values["ndcg"].append(ndcg_at_k(rel, ranked, n))
