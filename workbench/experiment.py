@@ -37,6 +37,7 @@ __all__ = [
     "Pipeline",
     "Response",
     "build_pipeline",
+    "clear_caches",
     "needs_embedder",
     "run_experiment",
     "document_ranking",
@@ -262,6 +263,13 @@ def needs_embedder(config: PipelineConfig) -> bool:
         or config.chunking.method == "semantic"
         or config.reranking.kind in ("maxsim", "mmr")
     )
+
+
+def clear_caches() -> None:
+    """Forget the chunks and indexes this process has built (embeddings stay in their cache)."""
+    with _cache_lock:
+        _chunk_cache.clear()
+        _index_cache.clear()
 
 
 def build_pipeline(
