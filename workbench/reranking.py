@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from .config import ChunkingConfig, ConfigError, PipelineConfig, RerankingConfig, RetrievalConfig
+from .config import ConfigError, PipelineConfig, RerankingConfig, RetrievalConfig
 from .types import Chunk, Hit
 
 if TYPE_CHECKING:
@@ -867,7 +867,8 @@ class TrainConfig:
     Per training query: up to `positives` relevant chunks (label: grade / highest grade), up to
     `negatives` hard negatives (the best-ranked non-relevant chunks of BM25's top `depth`) and
     `random_negatives` non-relevant chunks drawn at random: with hard negatives alone the model
-    learns that word overlap means "not relevant".
+    learns that word overlap means "not relevant". Each query's passages form one softmax group
+    (ListNet loss: the target is the grades, normalised); `queries_per_step` groups make a step.
     `heldout` is the share of queries kept out of training to test the result, at N=`depth`.
     """
 
@@ -879,14 +880,14 @@ class TrainConfig:
     random_negatives: int = 4
     epochs: int = 1
     max_length: int = 256
-    batch_size: int = 16
+    queries_per_step: int = 2
     learning_rate: float = 5e-5
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.heldout < 1.0:
             raise ConfigError(f"heldout={self.heldout} must lie in (0, 1), e.g. 0.2")
-        for name in ("depth", "positives", "negatives", "epochs", "max_length", "batch_size"):
+        for name in ("depth", "positives", "negatives", "epochs", "max_length", "queries_per_step"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.random_negatives < 0:
@@ -924,9 +925,11 @@ class TrainingReport:
         )
 
 
-def _training_pairs(
-    candidates: Candidates, qids: Sequence[str], config: TrainConfig
-) -> tuple[list[tuple[str, str, float]], int, int]:
+# One query's training group: the query, (passage, target weight) pairs, positives first.
+Group = tuple[str, list[tuple[str, float]]]
+
+
+def _training_groups(candidates: Candidates, qids: Sequence[str], config: TrainConfig) -> tuple[list[Group], int, int]:
     from .retrieval import build_retriever
 
     bm25 = build_retriever(RetrievalConfig(kind="bm25"), candidates.chunks)
@@ -934,39 +937,33 @@ def _training_pairs(
     for c in candidates.chunks:
         by_doc.setdefault(c.doc_id, []).append(c)
     by_id = {c.id: c for c in candidates.chunks}
+    ident = (lambda c: c.doc_id) if candidates.unit == "document" else (lambda c: c.id)
     rng = random.Random(config.seed)
-    pairs: list[tuple[str, str, float]] = []
+    groups: list[Group] = []
     n_pos = n_neg = 0
     for qid in qids:
         query, rel = candidates.queries[qid], candidates.relevance.get(qid, {})
-        top = max(rel.values(), default=0)
-        if top <= 0:
-            continue
         judged = [(i, g) for i, g in rel.items() if g > 0]
+        if not judged:
+            continue
         rng.shuffle(judged)
-        positives: list[tuple[Chunk, int]] = []
-        for ident, grade in judged:
-            pool = by_doc.get(ident, []) if candidates.unit == "document" else [by_id[ident]]
-            positives.extend((c, grade) for c in pool)
-        positives = positives[: config.positives]
-        negatives = []
-        for hit in bm25.retrieve(query, min(config.depth, len(candidates.chunks))):
-            ident = hit.chunk.doc_id if candidates.unit == "document" else hit.chunk.id
-            if rel.get(ident, 0) <= 0:
-                negatives.append(hit.chunk)
-            if len(negatives) == config.negatives:
-                break
+        positives = [
+            (c, grade) for i, grade in judged
+            for c in (by_doc.get(i, []) if candidates.unit == "document" else [by_id[i]])
+        ][: config.positives]
+        negatives = [
+            h.chunk for h in bm25.retrieve(query, min(config.depth, len(candidates.chunks)))
+            if rel.get(ident(h.chunk), 0) <= 0
+        ][: config.negatives]
         hard = {c.id for c in negatives}
-        pool = [
-            c for c in candidates.chunks
-            if c.id not in hard and rel.get(c.doc_id if candidates.unit == "document" else c.id, 0) <= 0
-        ]
+        pool = [c for c in candidates.chunks if c.id not in hard and rel.get(ident(c), 0) <= 0]
         negatives += rng.sample(pool, min(config.random_negatives, len(pool)))
-        pairs += [(query, c.text, grade / top) for c, grade in positives]
-        pairs += [(query, c.text, 0.0) for c in negatives]
+        if not negatives:
+            continue
+        groups.append((query, [(c.text, float(g)) for c, g in positives] + [(c.text, 0.0) for c in negatives]))
         n_pos += len(positives)
         n_neg += len(negatives)
-    return pairs, n_pos, n_neg
+    return groups, n_pos, n_neg
 
 
 def train_reranker(
@@ -1010,8 +1007,8 @@ def train_reranker(
     rng.shuffle(judged)
     n_held = min(len(judged) - 1, max(1, round(config.heldout * len(judged))))
     heldout, train = sorted(judged[:n_held]), sorted(judged[n_held:])
-    pairs, n_pos, n_neg = _training_pairs(candidates, train, config)
-    if not pairs:
+    groups, n_pos, n_neg = _training_groups(candidates, train, config)
+    if not groups:
         raise ValueError(f"no training pairs from {len(train)} queries of {dataset.name!r}; check the judgements")
 
     import torch
@@ -1023,25 +1020,31 @@ def train_reranker(
     torch.manual_seed(config.seed)
     model = CrossEncoder(resolve_model(config.base_model), num_labels=1, max_length=config.max_length, device="cpu")
     net, tokenizer = model.model, model.tokenizer
-    steps = config.epochs * math.ceil(len(pairs) / config.batch_size)
+    steps = config.epochs * math.ceil(len(groups) / config.queries_per_step)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     net.train()
     for epoch in range(config.epochs):
-        random.Random(config.seed + epoch).shuffle(pairs)
-        for i in range(0, len(pairs), config.batch_size):
-            batch = pairs[i : i + config.batch_size]
+        random.Random(config.seed + epoch).shuffle(groups)
+        for i in range(0, len(groups), config.queries_per_step):
+            batch = groups[i : i + config.queries_per_step]
             features = tokenizer(
-                [q for q, _, _ in batch], [p for _, p, _ in batch], padding=True, truncation=True,
-                max_length=config.max_length, return_tensors="pt",
+                [q for q, items in batch for _ in items], [p for _, items in batch for p, _ in items],
+                padding=True, truncation=True, max_length=config.max_length, return_tensors="pt",
             )
             logits = net(**features).logits.view(-1)
-            loss = loss_fn(logits, torch.tensor([y for _, _, y in batch], dtype=torch.float32))
-            loss.backward()
+            # ListNet (top-one) loss per query: softmax over its passages against the grades,
+            # so each positive is pushed above the negatives it competes with at rerank time.
+            loss, start = logits.new_zeros(()), 0
+            for _, items in batch:
+                target = torch.tensor([w for _, w in items], dtype=torch.float32)
+                part = torch.log_softmax(logits[start : start + len(items)], dim=0)
+                loss = loss - (target / target.sum() * part).sum()
+                start += len(items)
+            (loss / len(batch)).backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             schedule.step()
