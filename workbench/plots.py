@@ -38,6 +38,17 @@ __all__ = [
     "highlight_html",
     "hit_frame",
     "relevant_frame",
+    "trace_timeline_figure",
+    "trace_percentiles_figure",
+    "chunk_size_figure",
+    "chunk_cost_figure",
+    "rerank_depth_figure",
+    "context_tradeoff_figure",
+    "rerank_scatter_figure",
+    "fusion_weight_figure",
+    "filter_effect_figure",
+    "routing_curve_figure",
+    "cost_waterfall_figure",
 ]
 
 COST_COMPONENTS = {
@@ -346,7 +357,6 @@ def relevant_frame(row: QueryRow, dataset: Dataset) -> pd.DataFrame:
 # --- traces (workbench.tracing) -------------------------------------------------------------------
 # Figures for the trace view (pages/1_Traces.py), built from `TraceStore` records and frames.
 
-__all__ += ["trace_timeline_figure", "trace_percentiles_figure"]
 
 if TYPE_CHECKING:
     from .tracing import SpanRecord
@@ -417,17 +427,6 @@ def trace_percentiles_figure(table: pd.DataFrame) -> go.Figure:
 # Figures for the notebooks, each built from one study result; small on purpose (few points, no
 # per-point text beyond labels) so that notebook outputs stay small.
 
-__all__ += [
-    "chunk_size_figure",
-    "chunk_cost_figure",
-    "rerank_depth_figure",
-    "context_tradeoff_figure",
-    "rerank_scatter_figure",
-    "fusion_weight_figure",
-    "filter_effect_figure",
-    "routing_curve_figure",
-    "cost_waterfall_figure",
-]
 
 if TYPE_CHECKING:
     from .studies import ChunkSizeStudy, ContextTradeoff, FilterStudy, RerankStudy, RetrievalStudy, RoutingStudy
