@@ -42,6 +42,7 @@ __all__ = [
     "LLMReranker",
     "Candidates",
     "retrieve_candidates",
+    "RerankRow",
     "DepthSummary",
     "RerankEvaluation",
     "evaluate_reranker",
