@@ -133,10 +133,11 @@ class AnthropicServer:
         self._default_responder = responder or (lambda body: Reply())
         self.responder = self._default_responder
         self.min_cache_tokens = min_cache_tokens
-        self.requests: list[Recorded] = []
+        self._requests: list[Recorded] = []
+        self._active = 0  # requests being handled (a stalled stream counts as handled)
         self._steps: deque[_Step] = deque()
         self._cache: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -188,9 +189,20 @@ class AnthropicServer:
         """Forget recorded requests, queued steps and the prompt cache; restore the responder."""
         with self._lock:
             self.responder = self._default_responder
-            self.requests.clear()
+            self._requests.clear()
             self._steps.clear()
             self._cache.clear()
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """The requests received so far, in order.
+
+        Waits (up to 10 s) for requests still being answered, so a test that reads this right
+        after its client returned sees that request, however the threads were scheduled.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: self._active == 0, timeout=10)
+            return list(self._requests)
 
     @property
     def pending(self) -> int:
@@ -200,16 +212,28 @@ class AnthropicServer:
 
     # --- behaviour -------------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def _end(self) -> None:
+        with self._lock:
+            self._active -= 1
+            self._lock.notify_all()
+
     def _next_step(self) -> _Step | None:
         with self._lock:
             return self._steps.popleft() if self._steps else None
 
     def _record(self, handler: _Handler, body: Any, outcome: str, usage: Mapping[str, int] | None = None) -> None:
         with self._lock:
-            self.requests.append(
+            self._requests.append(
                 Recorded(method=handler.command, path=handler.path, headers=dict(handler.headers.items()),
                          body=body, outcome=outcome, usage=usage)
             )
+        if outcome == "stall":  # the stream now idles; it is answered as far as tests can see
+            handler.counted = False
+            self._end()
 
     def usage_for(self, body: Mapping[str, Any], reply: Reply) -> dict[str, int]:
         """The usage of a reply to `body`, simulating the prompt cache (which it updates)."""
@@ -258,6 +282,7 @@ def _blocks(body: Mapping[str, Any]) -> list[tuple[str, bool]]:
 
 class _Handler(BaseHTTPRequestHandler):
     owner: AnthropicServer
+    counted: bool  # whether this request still counts as being answered
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
@@ -269,6 +294,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.owner._begin()
+        self.counted = True
+        try:
+            self._post()
+        finally:
+            if self.counted:
+                self.owner._end()
+
+    def _post(self) -> None:
         owner = self.owner
         raw = self.rfile.read(int(self.headers.get("content-length", 0)))
         try:
@@ -313,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = Reply(text=made) if isinstance(made, str) else made
         usage = owner.usage_for(body, reply)
         message = {
-            "id": f"msg_{len(owner.requests):04d}",
+            "id": f"msg_{len(owner._requests):04d}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model", ""),
