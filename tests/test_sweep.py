@@ -15,12 +15,12 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import ConfigError, PipelineConfig, replace_path
+from workbench.executors import embed_bulk
 from workbench.io import DATA_DIR
 from workbench.store import RunStore
 from workbench.sweep import (
     SweepRefused,
     SweepSettings,
-    embed_bulk,
     expand_space,
     load_sweep_spec,
     sweep,

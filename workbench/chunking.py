@@ -92,7 +92,10 @@ def _whitespace_tokenize(text: str) -> TokenIndex:
     return TokenIndex.from_offsets(m.span() for m in re.finditer(r"\S+", text))
 
 
+@functools.cache
 def _offsets_tokenize(tokenizer: tokenizers.Tokenizer) -> Tokenize:
+    # One per tokenizer, memoised per text: a sweep re-chunks the same documents at every size.
+    @functools.lru_cache(maxsize=16_384)
     def tokenize(text: str) -> TokenIndex:
         return TokenIndex.from_offsets(tokenizer.encode(text, add_special_tokens=False).offsets)
 

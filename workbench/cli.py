@@ -101,7 +101,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _runs_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .store import RunStore, runs_frame
+    from .export import runs_frame
+    from .store import RunStore
 
     store = RunStore(args.store, read_only=True)
     records = store.runs(dataset=args.dataset, status=args.status, sweep_id=args.sweep, limit=args.limit)
@@ -162,7 +163,8 @@ def _runs_pareto(args: argparse.Namespace) -> int:
 
 @_store_errors
 def _runs_export(args: argparse.Namespace) -> int:
-    from .store import RunStore, export_mlflow, export_runs
+    from .export import export_mlflow, export_runs
+    from .store import RunStore
 
     if args.path is None and args.mlflow is None:
         raise ValueError("say where to export: a .csv or .parquet PATH, or --mlflow TRACKING_URI")

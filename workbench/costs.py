@@ -217,6 +217,7 @@ def _legacy_tokenizer():  # -> tokenizers.Tokenizer
     return Tokenizer.from_file(str(TOKENIZER_PATH))
 
 
+@functools.lru_cache(maxsize=65_536)  # studies price the same chunk texts under many settings
 def _legacy_count(text: str) -> int:
     return len(_legacy_tokenizer().encode(text, add_special_tokens=False).ids) if text else 0
 

@@ -9,6 +9,7 @@ setting whose quality is within a stated share of the best, computed from the da
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,10 +125,14 @@ def recommend(
 # --- shared helpers ------------------------------------------------------------------------
 
 
-def _tokens_of(chunks: Sequence[Chunk]) -> dict[str, int]:
+def _mean_tokens(chunks: Sequence[Chunk], *, sample: int = 2_000) -> float:
+    """Mean Claude-token estimate of the chunks; above `sample` chunks, of an evenly spaced sample."""
     from .costs import estimate_tokens
 
-    return {c.id: estimate_tokens(c.text) for c in chunks}
+    if not chunks:
+        return 0.0
+    step = max(1, math.ceil(len(chunks) / sample))
+    return float(np.mean([estimate_tokens(c.text) for c in chunks[::step]]))
 
 
 def _usd_per_1k(config: PipelineConfig, workload: Workload, *, chunk_tokens: float, k: int) -> float:
@@ -164,8 +169,9 @@ class ChunkSizePoint:
     """One chunker setting on one dataset: quality, size of the index, build time, prompt cost.
 
     `context_tokens` is the mean number of Claude tokens (offline estimate) the top `k` chunks
-    put into the prompt per query; `usd_per_1k` is the cost model's price of 1,000 queries with
-    that context. `build_s` is chunking + embedding + indexing time (near 0 with a warm cache);
+    put into the prompt per query; `mean_chunk_tokens` is the same estimate per chunk (over an
+    evenly spaced sample of 2,000 chunks on larger corpora); `usd_per_1k` is the cost model's
+    price of 1,000 queries with that context. `build_s` is chunking + embedding + indexing time (near 0 with a warm cache);
     `embedded_texts` counts the texts this setting had to embed (cache misses).
     """
 
@@ -245,6 +251,7 @@ def chunk_size_study(
     Raises:
         ValueError: an empty sweep, k <= 0, or a method, size or overlap no config accepts.
     """
+    from .costs import estimate_tokens
     from .experiment import build_pipeline, run_experiment
 
     if k <= 0:
@@ -266,11 +273,12 @@ def chunk_size_study(
         config = dataclasses.replace(base, name=f"{method}-{size}-{overlap}", chunking=chunking)
         result = run_experiment(config, dataset, query_ids=ids)
         chunks = build_pipeline(config, dataset).chunks  # the runner's in-process cache: no rebuild
-        tokens = _tokens_of(chunks)
-        context = float(np.mean([sum(tokens[c] for c in r.chunk_ids[:k]) for r in result.rows])) if result.rows else 0.0
+        text = {c.id: c.text for c in chunks}
+        context = float(np.mean([sum(estimate_tokens(text[c]) for c in r.chunk_ids[:k]) for r in result.rows])
+                        ) if result.rows else 0.0
         points.append(ChunkSizePoint(
             method=method, size=size, overlap=overlap, n_chunks=result.n_chunks,
-            mean_chunk_tokens=float(np.mean(list(tokens.values()))) if tokens else 0.0,
+            mean_chunk_tokens=_mean_tokens(chunks),
             context_tokens=context,
             usd_per_1k=_usd_per_1k(config, workload, chunk_tokens=context / k, k=k),
             build_s=float(sum(result.build_s.values())),
@@ -376,11 +384,10 @@ def rerank_study(
             values["precision"].append(precision_at_k(rel, ranked, n))
             values["ndcg"].append(ndcg_at_k(rel, ranked, n))
         first[n] = {name: float(np.mean(v)) for name, v in values.items()}
-    tokens = _tokens_of(candidates.chunks)
     return RerankStudy(
         dataset=dataset.name, unit=candidates.unit, k=k, depths=tuple(depths), config=base,
         evaluations=tuple(evaluations), first_stage=first,
-        mean_chunk_tokens=float(np.mean(list(tokens.values()))), retrieval_ms=candidates.retrieval_ms,
+        mean_chunk_tokens=_mean_tokens(candidates.chunks), retrieval_ms=candidates.retrieval_ms,
         queries=len(candidates.hits),
     )
 
