@@ -17,6 +17,7 @@ import streamlit as st
 from workbench import plots
 from workbench.config import ConfigError, PipelineConfig, dumps_config, from_dict, load_config, to_dict
 from workbench.datasets import Dataset, load_dataset
+from workbench.synthetic import is_synthetic
 
 ROOT = Path(__file__).resolve().parent
 PRESETS = {p.stem: p for p in sorted((ROOT / "configs").glob("*.toml"))}
@@ -42,7 +43,9 @@ FIELDS: tuple[tuple[str, str, str, Any], ...] = (
     ("generation.model", "Model (priced)", "select", None),
     ("generation.context_chunks", "Context chunks", "int", (1, 50, 1)),
     ("generation.prompt_caching", "Prompt caching", "bool", None),
+    ("generation.batch_share", "Batch API share", "float", (0.0, 1.0, 0.05)),
 )
+WRITERS = {"local": "Gemma 3 270M (local, offline)", "anthropic": "Claude (needs ANTHROPIC_API_KEY)"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,15 +104,24 @@ def load_into_column(i: int, config: PipelineConfig) -> None:
 def init_state() -> None:
     ss = st.session_state
     if ss.get("initialised"):
+        # Streamlit drops the state of widgets a run did not draw (columns beyond the slider, every
+        # column while an upload is awaited and the page stops); assigning it keeps the configs.
+        for key in column_keys():
+            ss[key] = ss[key]
         return
     ss.initialised = True
     ss.outcomes = {}  # label -> Outcome of the last run
     ss.result_cache = {}  # (config hash, dataset fingerprint, query ids) -> ExperimentResult
     ss.answer = None  # the playground's last response, its label and trace id
+    ss.synthetic = None  # the synthetic questions of the current upload: folder, file, writer, chunking
     for i in range(MAX_CONFIGS):
         ss[f"cfg{i}.preset"] = DEFAULT_PRESETS[i]
-        ss[f"cfg{i}.batch_share"] = 0.0
         load_into_column(i, load_config(PRESETS[DEFAULT_PRESETS[i]]))
+
+
+def column_keys() -> list[str]:
+    """Session keys of every column's config widgets (not its file uploader or download button)."""
+    return [f"cfg{i}.{name}" for i in range(MAX_CONFIGS) for name in ("preset", "name", *(f[0] for f in FIELDS))]
 
 
 def apply_preset(i: int) -> None:
@@ -158,13 +170,13 @@ def _flat(config: PipelineConfig) -> dict[str, Any]:
 # --- dataset ------------------------------------------------------------------------------------
 
 
-def pick_dataset() -> Dataset:
-    """The sidebar's dataset; shows an error in place and stops the page when there is none."""
+def pick_dataset() -> tuple[Dataset, Path | None]:
+    """The sidebar's dataset and, for an upload, its folder; shows an error and stops when there is none."""
     from workbench.uploads import UploadedFile, UploadError, store_upload
 
     source = st.sidebar.radio("Dataset", list(SOURCES), format_func=SOURCES.get, key="data.source")
     if source != "upload":
-        return cached_dataset(source)
+        return cached_dataset(source), None
     files = st.sidebar.file_uploader(
         "Documents: .txt .md .html .pdf, or a .zip of them (200 MB at most)",
         type=["zip", "txt", "md", "html", "pdf"], accept_multiple_files=True, key="data.files",
@@ -190,7 +202,68 @@ def pick_dataset() -> Dataset:
         st.stop()
     if stored.skipped:
         st.sidebar.caption("Left out: " + "; ".join(stored.skipped[:10]))
-    return dataset
+    return dataset, stored.path
+
+
+@st.cache_resource(show_spinner=False)
+def cached_synthetic(folder: str, path: str) -> Dataset:
+    from workbench.synthetic import load_questions
+
+    return load_questions(cached_dataset(folder), Path(path))
+
+
+def offer_synthetic(dataset: Dataset, folder: Path) -> Dataset:
+    """For an upload without questions: the sidebar's offer to write some, or the set once written."""
+    ss = st.session_state
+    made = ss.get("synthetic")
+    if not made or made["folder"] != str(folder):
+        slot = st.sidebar.empty()
+        made = build_synthetic(dataset, folder, slot.container(border=True))
+        if made is None:
+            return dataset
+        slot.empty()
+        ss.synthetic = made
+    box = st.sidebar.container(border=True)
+    box.markdown(":violet-badge[synthetic questions] written by " + made["writer"])
+    box.caption(f"From config 1's chunks ({made['chunking']}), one question per sampled chunk, each tied to its "
+                f"chunk's span; span metrics favour that chunking. Kept in `{made['path']}`.")
+    box.button("Stop using the synthetic questions", key="syn.discard", on_click=forget_synthetic)
+    return cached_synthetic(str(folder), made["path"])
+
+
+def forget_synthetic() -> None:
+    st.session_state.synthetic = None
+
+
+def build_synthetic(dataset: Dataset, folder: Path, box: Any) -> dict[str, str] | None:
+    """The offer's widgets; on a click, the set written (or read back) and its label, else None."""
+    from workbench.experiment import build_pipeline
+    from workbench.synthetic import build_synthetic_set
+
+    box.info("No questions: runs chunk and index the documents; ask them in the Playground, or build a synthetic "
+             "evaluation set: questions written from config 1's chunks, each tied to its chunk's span.")
+    kind = box.selectbox("Question writer", list(WRITERS), format_func=WRITERS.get, key="syn.kind")
+    n = box.number_input("Number of questions", 1, 500, 10, key="syn.n")
+    seed = box.number_input("Sampling seed", 0, 2**31 - 1, 0, key="syn.seed")
+    if not box.button("Build a synthetic evaluation set", key="syn.build"):
+        return None
+    bar = box.progress(0.0, text="chunking with config 1")
+    try:
+        config = column_config(0)
+        chunks = build_pipeline(config, dataset).chunks
+        generation = dataclasses.replace(config.generation, kind=kind)
+        _, path = build_synthetic_set(
+            dataset, chunks, generation, folder=folder, n=int(n), seed=int(seed),
+            progress=lambda done, total: bar.progress(done / total, text=f"wrote from {done} of {total} chunks"),
+        )
+    except Exception as exc:  # noqa: BLE001 - show why in place; the documents stay usable
+        bar.empty()
+        box.error(f"No synthetic set was built: {type(exc).__name__}: {exc}")
+        return None
+    writer = WRITERS[kind].split(" (")[0] + (f" `{generation.model}`" if kind == "anthropic" else "")
+    return {"folder": str(folder), "path": str(path), "writer": writer,
+            "chunking": "whole documents" if config.chunking.method == "none" else
+            f"`{config.chunking.method}`, size {config.chunking.size}"}
 
 
 def sidebar_workload() -> Any:
@@ -250,9 +323,6 @@ def config_column(i: int) -> PipelineConfig | None:
     for dotted, label, kind, spec in FIELDS:
         differs = i > 0 and ss[f"cfg{i}.{dotted}"] != ss[f"cfg0.{dotted}"]
         _widget(i, dotted, label, kind, spec, differs)
-    differs = i > 0 and ss[f"cfg{i}.batch_share"] != ss["cfg0.batch_share"]
-    st.slider(f":orange-background[Batch API share] ≠" if differs else "Batch API share", 0.0, 1.0, step=0.05,
-              key=f"cfg{i}.batch_share", help="Share of queries sent through the batch API (half price, slower).")
     try:
         config = column_config(i)
     except ConfigError as exc:
@@ -366,8 +436,7 @@ def show_results(outcomes: dict[str, Outcome], workload: Any) -> None:
     per_query, monthly = {}, {}
     for label, o in done.items():
         try:
-            wl = dataclasses.replace(workload, chunk_tokens=chunk_tokens(o),
-                                     batch_share=st.session_state[f"cfg{o.column}.batch_share"])
+            wl = dataclasses.replace(workload, chunk_tokens=chunk_tokens(o))
             per_query[label] = cost_per_query(o.config, wl)
             monthly[label] = monthly_cost(o.config, wl)
         except ValueError as exc:
@@ -454,9 +523,7 @@ def show_playground(configs: dict[str, PipelineConfig], dataset: Dataset) -> Non
                     build_pipeline(config, dataset)
                 if not tracing.tracing_enabled():
                     tracing.enable_tracing()
-                with tracing.request("answer", question, config) as span:
-                    response = pipeline.answer(question, on_text=on_text)
-                    span.record(response=response)
+                response = pipeline.answer(question, on_text=on_text)  # traced as one request
                 tracing.flush()
             ss.answer = {"label": label, "response": response, "trace_id": tracing.last_trace_id(),
                          "seconds": time.perf_counter() - started, "ttft": first_token[0] if first_token else None}
@@ -529,16 +596,15 @@ def main() -> None:
     init_state()
     ss = st.session_state
     st.title("Compare RAG configurations")
-    dataset = pick_dataset()
+    dataset, folder = pick_dataset()
+    if folder is not None and not dataset.evaluated_queries:
+        dataset = offer_synthetic(dataset, folder)
     evaluated = dataset.evaluated_queries
     st.sidebar.caption(f"{dataset.name}: {len(dataset.documents)} documents, {len(evaluated)} judged questions")
     n_queries = 0
     if evaluated:
         n_queries = st.sidebar.number_input("Questions to evaluate", 1, len(evaluated), len(evaluated),
                                             key="data.n_queries")
-    else:
-        st.sidebar.info("No questions: runs chunk and index the documents; ask them in the Playground. "
-                        "(Generating a synthetic evaluation set is not available yet.)")
     n_configs = st.sidebar.slider("Configurations", 2, MAX_CONFIGS, 2, key="n_configs")
     workload = sidebar_workload()
 
@@ -569,6 +635,9 @@ def main() -> None:
     if len(current) < len(ss.outcomes):
         st.sidebar.warning("Some configurations changed since the last run: press Run to update the results.")
     with tab_results:
+        if is_synthetic(dataset):
+            st.info(":violet-badge[synthetic questions] The questions were written by a model from the documents' "
+                    "chunks, not by people: compare configurations with them, but do not read the scores as absolute.")
         show_results(current, workload)
     with tab_drill:
         show_drilldown(current, dataset)

@@ -226,5 +226,93 @@ def test_upload_without_questions_indexes_and_answers_with_feedback_on_the_trace
 
     from workbench.tracing import TraceStore
 
-    feedback = TraceStore(store).feedback(answer["trace_id"])
-    assert [f.score for f in feedback] == [-1]
+    traces = TraceStore(store)
+    assert [f.score for f in traces.feedback(answer["trace_id"])] == [-1]
+    trace = traces.trace(answer["trace_id"])  # one request span from Pipeline.answer, with its answer recorded
+    assert trace.operation == "answer" and "stagnation point" in trace.answer
+    spans = traces.spans(answer["trace_id"])
+    assert [s.name for s in spans if s.parent_id is None] == ["answer"]
+    assert {"retrieve", "generate"} <= {s.name for s in spans}
+
+
+def test_the_batch_share_is_part_of_the_config_and_lowers_its_cost(ran):
+    before = charts(ran)["Cost per 1,000 queries"]
+    ran.slider(key="cfg1.generation.batch_share").set_value(1.0)
+    run(ran)
+    assert "≠" in ran.slider(key="cfg1.generation.batch_share").label
+    assert ran.session_state["outcomes"]["2. dense"].config.generation.batch_share == 1.0
+    after = charts(ran)["Cost per 1,000 queries"]
+    for b, a in zip(before["data"], after["data"]):
+        if b["type"] == "bar":  # haiku's batch discount halves config 2's cost, config 1's stays
+            assert a["y"] == pytest.approx([b["y"][0], b["y"][1] / 2])
+    ran.slider(key="cfg1.generation.batch_share").set_value(0.0)
+    run(ran)
+
+
+def test_a_toml_with_a_batch_share_loads_it_and_a_bad_one_is_refused():
+    at = start()
+    toml = b'name = "batched"\n[generation]\nbatch_share = 0.4\n'
+    at.file_uploader(key="cfg1.toml").set_value(("batched.toml", toml, "application/toml")).run()
+    assert at.slider(key="cfg1.generation.batch_share").value == 0.4
+    assert any("`generation.batch_share` 0.0 → **0.4**" in m.value for m in at.markdown)
+    bad = b"[generation]\nbatch_share = 1.5\n"
+    at.file_uploader(key="cfg0.toml").set_value(("bad.toml", bad, "application/toml")).run()
+    assert any("bad.toml was not loaded" in e.value and "batch_share=1.5 must lie in [0, 1]" in e.value
+               for e in at.error)
+
+
+KB = {
+    "kb/wings.md": b"# Wings\nSwept wings delay the onset of compressibility drag at high subsonic speeds. The sweep "
+                   b"angle reduces the velocity component normal to the leading edge, so the drag rise moves to a "
+                   b"higher Mach number.",
+    "kb/heat.txt": b"Heat transfer to a blunt body peaks at the stagnation point in hypersonic flow. The heating "
+                   b"rate falls with the square root of the nose radius, which is why re-entry vehicles have blunt "
+                   b"noses.",
+}
+
+
+def upload_kb(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    at.file_uploader(key="data.files").set_value([("kb.zip", zip_bytes(KB), "application/zip")]).run()
+    assert not at.exception and not at.error
+    return at
+
+
+def test_a_synthetic_set_that_cannot_be_built_says_why_in_place(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    at = upload_kb(tmp_path, monkeypatch)
+    at.selectbox(key="syn.kind").set_value("anthropic")
+    at.button(key="syn.build").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("No synthetic set was built: MissingAPIKeyError") for e in at.error)
+    assert not list((tmp_path / "cache" / "uploads").rglob("synthetic"))
+    assert at.button(key="syn.build") and at.button(key="run")  # the offer stays, the app keeps working
+
+
+@pytest.mark.slow
+def test_an_upload_without_questions_gets_a_labelled_synthetic_set_from_gemma(tmp_path, monkeypatch):
+    at = upload_kb(tmp_path, monkeypatch)
+    assert at.selectbox(key="syn.kind").value == "local"
+    at.number_input(key="syn.n").set_value(2)
+    at.button(key="syn.build").click().run()
+    assert not at.exception and not at.error
+    (saved,) = (tmp_path / "cache" / "uploads").rglob("synthetic/questions-*.csv")
+    assert any("synthetic questions" in m.value and "Gemma 3 270M" in m.value for m in at.sidebar.markdown)
+    assert any("judged questions" in c.value and "(synthetic questions)" in c.value for c in at.sidebar.caption)
+    n = at.number_input(key="data.n_queries").value
+    assert 1 <= n <= 2
+    run(at)
+    assert any(i.value.startswith(":violet-badge[synthetic questions]") for i in at.info)
+    assert [s.value.split(",")[0] for s in at.success] == [f"{n} queries"] * 2
+    result = at.session_state["outcomes"]["1. bm25"].result
+    assert "span_recall@5" in result.aggregates and all(r.query.endswith("?") for r in result.rows)
+    written = saved.stat().st_mtime_ns
+    again = upload_kb(tmp_path, monkeypatch)  # a new session builds the same set again: read back, not rewritten
+    again.number_input(key="syn.n").set_value(2)
+    again.button(key="syn.build").click().run()
+    assert not again.exception and again.number_input(key="data.n_queries").value == n
+    assert saved.stat().st_mtime_ns == written
+    again.button(key="syn.discard").click().run()
+    assert again.button(key="syn.build") and "data.n_queries" not in [w.key for w in again.number_input]

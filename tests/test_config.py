@@ -10,6 +10,7 @@ import pytest
 from workbench.config import (
     ChunkingConfig,
     ConfigError,
+    GenerationConfig,
     PipelineConfig,
     RerankingConfig,
     RetrievalConfig,
@@ -20,7 +21,8 @@ from workbench.config import (
     save_config,
 )
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+CONFIG_DIR = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -44,6 +46,29 @@ def test_hash_is_stable_ignores_name_and_changes_with_content() -> None:
     assert len(config_hash(a)) == 16
 
 
+# Hashes of stored runs, computed before `generation.batch_share` existed: they must not move.
+STORED_HASHES = {"defaults": "3ad5bae497335996", "bm25": "573e80ed9b7fc97d", "dense": "4247452c98450a66",
+                 "hybrid": "5fc30ba89769f45f", "recursive-256": "3ad5bae497335996"}
+
+
+@pytest.mark.parametrize("name", sorted(STORED_HASHES))
+def test_hashes_of_existing_configs_do_not_change_when_a_field_is_added(name: str) -> None:
+    config = PipelineConfig() if name == "defaults" else load_config(CONFIG_DIR / f"{name}.toml")
+    assert config_hash(config) == STORED_HASHES[name]
+
+
+def test_batch_share_round_trips_through_toml_and_counts_in_the_hash_when_set(tmp_path: Path) -> None:
+    config = replace_path(load_config(CONFIG_DIR / "bm25.toml"), "generation.batch_share", 0.25)
+    assert config.generation.batch_share == 0.25
+    save_config(config, tmp_path / "batched.toml")
+    assert "batch_share = 0.25" in (tmp_path / "batched.toml").read_text()
+    assert load_config(tmp_path / "batched.toml").generation.batch_share == 0.25
+    assert config_hash(config) != STORED_HASHES["bm25"]
+    (tmp_path / "bad.toml").write_text("[generation]\nbatch_share = 2\n")
+    with pytest.raises(ConfigError, match=r"generation.batch_share=2.0 must lie in \[0, 1\]"):
+        load_config(tmp_path / "bad.toml")
+
+
 def test_unknown_keys_are_rejected_with_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('[retrieval]\nkind = "bm25"\nkk = 3\n')
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['kk'\] in retrieval; known keys are .*'k'"):
@@ -60,6 +85,8 @@ def test_unknown_keys_are_rejected_with_the_known_ones(tmp_path: Path) -> None:
         (lambda: RetrievalConfig(k=0), r"retrieval.k must be positive, got 0"),
         (lambda: RetrievalConfig(kind="splade"), r"choose one of \['bm25', 'dense', 'hybrid'\]"),
         (lambda: RerankingConfig(kind="mmr", candidates=5, k=10), r"reranking.k=10 is larger than reranking.candidates=5"),
+        (lambda: GenerationConfig(batch_share=1.5), r"generation.batch_share=1.5 must lie in \[0, 1\]"),
+        (lambda: GenerationConfig(batch_share=-0.1), r"generation.batch_share=-0.1 must lie in \[0, 1\]"),
     ],
 )
 def test_bad_values_name_the_value_and_the_fix(make, message: str) -> None:

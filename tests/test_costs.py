@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from workbench.config import ChunkingConfig, GenerationConfig, PipelineConfig
@@ -163,6 +165,17 @@ def test_every_lever_together_by_hand():
     assert list(frame["item"]) == ["uncached_input", "cache_write", "cache_read", "output", "total",
                                    "naive_total", *LEVERS]
     assert frame.loc[frame["item"] == "total", "usd"].item() == pytest.approx(b.total)
+
+
+def test_the_batch_share_comes_from_the_config_unless_the_workload_overrides_it():
+    w = Workload(system_tokens=0, chunk_tokens=100, k=1, query_tokens=0, output_tokens=100)
+    full = cost_per_query(pipeline(), w).total  # sonnet: 100 * 3 + 100 * 15 = 1800 per million
+    batched = PipelineConfig(generation=GenerationConfig(model="claude-sonnet-4-5", batch_share=0.5))
+    b = cost_per_query(batched, w)
+    assert full == pytest.approx(1800 / 1e6)
+    assert b.total == pytest.approx(full * 0.75) and b.savings["batch"] == pytest.approx(full * 0.25)
+    assert cost_per_query(batched, replace(w, batch_share=0.0)).total == pytest.approx(full)
+    assert cost_per_query(pipeline(), replace(w, batch_share=1.0)).total == pytest.approx(full * 0.5)
 
 
 def test_a_prefix_below_the_cacheable_minimum_is_not_cached():

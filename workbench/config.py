@@ -10,6 +10,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -270,9 +271,17 @@ class GenerationConfig:
     # local model: context window (tokens) and CPU threads (0 = all cores)
     local_n_ctx: int = 4096
     local_threads: int = 0
+    # share of requests sent through the Message Batches API (discounted, asynchronous); priced
+    # by `workbench.costs.cost_per_query`
+    batch_share: float = 0.0
 
     def __post_init__(self) -> None:
         _positive("generation.max_tokens", self.max_tokens)
+        if not 0.0 <= self.batch_share <= 1.0:
+            raise ConfigError(
+                f"generation.batch_share={self.batch_share} must lie in [0, 1]: it is the share of "
+                "requests sent through the batch API (0 = none, 1 = all)"
+            )
         _positive("generation.context_chunks", self.context_chunks)
         _choice("generation.cache_ttl", self.cache_ttl, _literal_options(GenerationConfig, "cache_ttl"))
         _choice(
@@ -392,10 +401,22 @@ def to_dict(config: Any) -> dict[str, Any]:
     return clean(dataclasses.asdict(config))
 
 
+# Fields added after runs were stored under their config's hash: left out of the hash while
+# they hold this default, so a config that does not use them keeps the hash it always had.
+_HASHED_ONLY_WHEN_SET: Mapping[str, Any] = {"generation.batch_share": 0.0}
+
+
 def config_hash(config: PipelineConfig) -> str:
-    """A stable content hash of a pipeline config (its `name` excluded), 16 hex characters."""
+    """A stable content hash of a pipeline config (its `name` excluded), 16 hex characters.
+
+    Fields added later (`_HASHED_ONLY_WHEN_SET`) count only when they differ from their default.
+    """
     data = to_dict(config)
     data.pop("name", None)
+    for dotted, default in _HASHED_ONLY_WHEN_SET.items():
+        section, _, key = dotted.partition(".")
+        if data[section][key] == default:
+            del data[section][key]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

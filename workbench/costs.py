@@ -329,11 +329,12 @@ def _share(name: str, value: float) -> None:
 class Workload:
     """Traffic and prompt shape to price. Token counts are Claude tokens per LLM request.
 
-    `None` token fields are derived from the pipeline config: `system_tokens` from
+    `None` fields are derived from the pipeline config: `system_tokens` from
     `generation.system_prompt` (or the built-in prompt), `chunk_tokens` from `chunking.size` (converted through
-    `TOKENS_PER_UNIT`), `k` from `generation.context_chunks`. `routing_mix` maps model ids
-    to shares of traffic (default: all on `generation.model`); `baseline_model` is the model
-    of the naive baseline (default `generation.model`).
+    `TOKENS_PER_UNIT`), `k` from `generation.context_chunks`, `batch_share` from
+    `generation.batch_share` (the config is the source of truth; set it here only to override).
+    `routing_mix` maps model ids to shares of traffic (default: all on `generation.model`);
+    `baseline_model` is the model of the naive baseline (default `generation.model`).
     """
 
     queries_per_day: float = 1000.0
@@ -347,7 +348,7 @@ class Workload:
     tokens_per_turn: int = 150
     output_tokens: int = 300
     prompt_cache_hit_rate: float = 0.0
-    batch_share: float = 0.0
+    batch_share: float | None = None
     response_cache_hit_rate: float = 0.0
     routing_mix: Mapping[str, float] | None = None
     baseline_model: str | None = None
@@ -364,7 +365,8 @@ class Workload:
             if value is not None and value < 0:
                 raise ValueError(f"Workload.{f}={value} must be >= 0")
         for f in ("prompt_cache_hit_rate", "batch_share", "response_cache_hit_rate"):
-            _share(f"Workload.{f}", getattr(self, f))
+            if getattr(self, f) is not None:
+                _share(f"Workload.{f}", getattr(self, f))
         if self.routing_mix is not None:
             if not self.routing_mix or any(s < 0 for s in self.routing_mix.values()):
                 raise ValueError(f"routing_mix={dict(self.routing_mix)} needs non-negative shares")
@@ -488,7 +490,8 @@ def cost_per_query(
     Prompt caching (from `config.generation.prompt_caching` and `cache_ttl`) covers the static
     prefix (system prompt + tools): a share `prompt_cache_hit_rate` of LLM requests read it,
     the rest write it; a prefix below the model's `MIN_CACHEABLE_TOKENS` is not cached at all.
-    Batched requests get the batch discount; response-cache hits cost no LLM tokens.
+    A share `generation.batch_share` of requests (or `Workload.batch_share`, when set) gets the
+    batch discount; response-cache hits cost no LLM tokens.
 
     Args:
         config: the pipeline (chunk size, context chunks, model, caching settings).
@@ -504,6 +507,7 @@ def cost_per_query(
     prompt, sources = _prompt_tokens(config, workload)
     mix = dict(workload.routing_mix) if workload.routing_mix is not None else {gen.model: 1.0}
     baseline = {workload.baseline_model or gen.model: 1.0}
+    batch_share = gen.batch_share if workload.batch_share is None else workload.batch_share
 
     def run(which: Mapping[str, float], caching: bool, batch: float, hits: float):
         return _request_costs(prompt, which, prices, caching=caching, ttl=gen.cache_ttl,
@@ -513,8 +517,8 @@ def cost_per_query(
         run(baseline, False, 0.0, 0.0),
         run(mix, False, 0.0, 0.0),
         run(mix, gen.prompt_caching, 0.0, 0.0),
-        run(mix, gen.prompt_caching, workload.batch_share, 0.0),
-        run(mix, gen.prompt_caching, workload.batch_share, workload.response_cache_hit_rate),
+        run(mix, gen.prompt_caching, batch_share, 0.0),
+        run(mix, gen.prompt_caching, batch_share, workload.response_cache_hit_rate),
     ]
     totals = [sum(parts.values()) for parts, _ in steps]
     parts, by_model = steps[-1]

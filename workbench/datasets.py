@@ -9,7 +9,7 @@ import html.parser
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +17,10 @@ from typing import Any, Literal
 from .io import DATA_DIR
 from .types import Document, Span
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "load_beir", "load_span_set", "load_folder", "BUNDLED"]
+__all__ = [
+    "Dataset", "DatasetError", "load_dataset", "load_beir", "load_span_set", "load_folder", "read_span_questions",
+    "BUNDLED",
+]
 
 log = logging.getLogger(__name__)
 
@@ -318,19 +321,44 @@ def load_folder(
     if (root / "queries.jsonl").exists() and (root / "qrels" / "test.tsv").exists():
         queries, qrels = load_beir_judgements(root)
     elif (root / "questions.csv").exists():
-        docs_by_stem = {Path(d.id).stem: d.id for d in documents}
-        with open(root / "questions.csv", encoding="utf-8", newline="") as f:
-            for n, row in enumerate(csv.DictReader(f), 1):
-                qid, corpus = str(n), row.get("corpus_id", "")
-                doc_id = corpus if corpus in {d.id for d in documents} else docs_by_stem.get(corpus, corpus)
-                refs = json.loads(row.get("references") or "[]")
-                spans[qid] = tuple(Span(doc_id=doc_id, start=int(r["start_index"]), end=int(r["end_index"])) for r in refs)
-                queries[qid] = row["question"]
+        queries, spans = read_span_questions(root / "questions.csv", documents)
         qrels = {q: {s.doc_id: 1 for s in sp} for q, sp in spans.items()}
     return Dataset(
         name=name or root.name, documents=tuple(documents), queries=queries, qrels=qrels, spans=spans,
         skipped=tuple(skipped),
     )
+
+
+def read_span_questions(
+    path: Path, documents: Sequence[Document]
+) -> tuple[dict[str, str], dict[str, tuple[Span, ...]]]:
+    """Queries and reference spans of a questions.csv (`question`, `references`, `corpus_id`).
+
+    Query ids are the 1-based row numbers; `corpus_id` names a document by id or file stem.
+
+    Raises:
+        DatasetError: a row lacks a question or has malformed references.
+    """
+    ids = {d.id for d in documents}
+    docs_by_stem = {Path(d.id).stem: d.id for d in documents}
+    queries: dict[str, str] = {}
+    spans: dict[str, tuple[Span, ...]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), 1):
+            qid, corpus = str(n), row.get("corpus_id") or ""
+            doc_id = corpus if corpus in ids else docs_by_stem.get(corpus, corpus)
+            try:
+                refs = json.loads(row.get("references") or "[]")
+                spans[qid] = tuple(
+                    Span(doc_id=doc_id, start=int(r["start_index"]), end=int(r["end_index"])) for r in refs
+                )
+                queries[qid] = row["question"]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DatasetError(
+                    f"{path} row {n}: needs a question and references like "
+                    f'[{{"start_index": 0, "end_index": 10}}] ({type(exc).__name__}: {exc})'
+                ) from None
+    return queries, spans
 
 
 def load_beir_judgements(root: Path, split: str = "test") -> tuple[dict[str, str], dict[str, dict[str, int]]]:
