@@ -7,7 +7,9 @@ import datetime as dt
 import gzip
 import json
 import sqlite3
+import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +145,82 @@ def test_experiment_runs_trace_each_query_search(store, config, cranfield):
     assert all({s.name for s in store.spans(t.trace_id)} == {"search", "retrieve"} for t in traces)
 
 
+def test_every_request_is_in_the_store_after_flush(store, pipeline, cranfield):
+    queries = list(cranfield.queries.values())[:150]  # more than a batch: the export thread wakes mid-way
+    ids = []
+    for query in queries:
+        pipeline.search(query)
+        ids.append(tracing.last_trace_id())
+    assert any(t.name == "workbench-trace-export" for t in threading.enumerate())
+    assert tracing.flush()
+    assert len(set(ids)) == len(queries)
+    assert {t.trace_id for t in store.traces()} == set(ids)
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 2 * len(queries)
+
+
+def _run_python(script: str) -> str:
+    """Run `script` in a fresh interpreter (from the repository root); its stdout."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_process_exit_exports_pending_requests(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    trace_id = _run_python(f"""
+        from workbench import tracing
+        from workbench.config import load_config
+
+        tracing.enable_tracing({str(path)!r}, otlp=False)
+        with tracing.request("search", "exit query", load_config("configs/bm25.toml")):
+            with tracing.stage("retrieve", kind="bm25") as span:
+                span.record(depth=3)
+        print(tracing.last_trace_id())  # and exit without flush()
+    """)
+    store = TraceStore(path)
+    assert store.trace(trace_id).query == "exit query"
+    spans = {s.name: s for s in store.spans(trace_id)}
+    assert set(spans) == {"search", "retrieve"}
+    assert spans["retrieve"].parent_id == spans["search"].span_id
+    assert spans["retrieve"].attributes["workbench.retrieve.depth"] == 3
+
+
+def test_other_libraries_spans_nest_in_the_stages(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    out = json.loads(_run_python(f"""
+        import json
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from workbench import tracing
+        from workbench.config import load_config
+
+        theirs = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(theirs))
+        trace.set_tracer_provider(provider)  # another library traces in this process
+        tracing.enable_tracing({str(path)!r}, otlp=False)
+        tracer = trace.get_tracer("their-library")
+        with tracer.start_as_current_span("their request"):
+            with tracing.request("search", "q", load_config("configs/bm25.toml")):
+                with tracing.stage("retrieve", kind="bm25"):
+                    with tracer.start_as_current_span("their call"):
+                        pass
+        assert tracing.flush()
+        spans = {{s.name: s for s in theirs.get_finished_spans()}}
+        call = spans["their call"]
+        print(json.dumps({{"ours": tracing.last_trace_id(), "theirs": format(spans["their request"].context.trace_id, "032x"),
+                          "call_trace": format(call.context.trace_id, "032x"), "call_parent": format(call.parent.span_id, "016x")}}))
+    """))
+    spans = {s.name: s for s in TraceStore(path).spans(out["ours"])}
+    assert set(spans) == {"search", "retrieve"} and spans["search"].parent_id is None  # a request is a trace
+    assert out["ours"] != out["theirs"]
+    assert (out["call_trace"], out["call_parent"]) == (out["ours"], spans["retrieve"].span_id)
+
+
 def test_tracing_off_records_nothing(tmp_path, pipeline, monkeypatch):
     path = tmp_path / "runs.sqlite"
     monkeypatch.setenv("WORKBENCH_STORE", str(path))
@@ -165,6 +243,26 @@ def test_requests_the_sampler_drops_are_not_recorded(tmp_path, pipeline, monkeyp
         tracing.disable_tracing()
     assert response.answer.text and tracing.last_trace_id() is None
     assert store.traces() == []
+
+
+def test_a_ratio_sampler_keeps_the_requests_the_sdk_sampler_would(tmp_path, pipeline, monkeypatch):
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    store = tracing.enable_tracing(tmp_path / "runs.sqlite", otlp=False)
+    try:
+        kept = []
+        for i in range(60):
+            pipeline.search(f"shock waves {i}")
+            kept.append(tracing.last_trace_id())
+        assert tracing.flush()
+    finally:
+        tracing.disable_tracing()
+    recorded = {t.trace_id for t in store.traces()}
+    assert 0 < len(recorded) < 60 and recorded == {k for k in kept if k is not None}
+    sdk = TraceIdRatioBased(0.5)
+    assert all(sdk.should_sample(None, int(t, 16), "search").decision.is_sampled() for t in recorded)
 
 
 def test_without_content_only_ids_tokens_and_timings_are_kept(tmp_path, pipeline, cranfield):

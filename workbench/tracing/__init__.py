@@ -4,7 +4,8 @@ Off until `enable_tracing()` (or `WORKBENCH_TRACING=1`): then `Pipeline.answer` 
 `Pipeline.search` open one trace per request with a span per stage (route, retrieve, rerank,
 generate), named with the OpenTelemetry GenAI semantic conventions where they exist. Spans go to
 the run store (tables `traces`, `spans`, `feedback`) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
-set, to that OTLP/HTTP endpoint too. While off, `request` and `stage` hand back one shared no-op
+set, to that OTLP/HTTP endpoint too: a background thread builds and writes them in batches, so
+read the store after `flush()` (process exit flushes too). While off, `request` and `stage` hand back one shared no-op
 and the OpenTelemetry SDK is never imported.
 
 Every string recorded passes through `redact`: API keys, tokens, private keys and the values of

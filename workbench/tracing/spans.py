@@ -1,13 +1,31 @@
-"""The live tracer: tracing on and off, the request and stage spans, and their (GenAI-named) attributes."""
+"""The live tracer: tracing on and off, the request and stage spans, and their (GenAI-named) attributes.
+
+A request's own thread only notes a trace id, nanosecond timestamps and references to the
+values passed to `record` (a few microseconds per span). A background thread turns each finished request
+into OpenTelemetry SDK spans (`ReadableSpan`s: GenAI attributes, prompts and answers,
+redacted), writes them to the trace store one batch per transaction and hands them to the
+OTLP span processor. `flush()`, `disable_tracing()` and the process's exit export everything
+still pending.
+
+When the process had set a global OpenTelemetry tracer provider before `enable_tracing`, other
+libraries' spans opened inside a stage nest under it, and a request opened inside another
+library's span links to that span (each request stays a trace of its own).
+"""
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextvars
 import functools
 import json
+import logging
 import os
+import random
 import re
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +38,7 @@ if TYPE_CHECKING:
     from ..config import PipelineConfig
     from ..experiment import Response
     from ..types import Answer, Hit
-    from .store import TraceStore
+    from .store import SQLiteSpanExporter, TraceStore
 
 __all__ = [
     "STAGES",
@@ -38,6 +56,11 @@ __all__ = [
 
 STAGES = ("route", "retrieve", "rerank", "generate")
 HITS_RECORDED = 20  # hits recorded per retrieve/rerank span (their total is `workbench.hits.count`)
+_BATCH = 64  # finished requests that wake the export thread before its delay is up
+_DELAY_S = 1.0  # the export thread's longest sleep
+_EXPORT_MAX = 512  # spans per exporter call (one store transaction)
+
+_log = logging.getLogger(__name__)
 
 # an attribute named like a credential ("api_key", "x-api-key", "auth_token", "password")
 _SECRET_KEY = re.compile(
@@ -57,21 +80,25 @@ _ID_ATTRIBUTES = frozenset({
 
 @dataclass(frozen=True, kw_only=True)
 class _State:
-    provider: Any  # opentelemetry.sdk.trace.TracerProvider
-    tracer: Any
-    context: Any  # the opentelemetry.context module
+    provider: Any  # opentelemetry.sdk.trace.TracerProvider: sampler, id generator, resource, OTLP processor
+    recorder: _Recorder
     trace: Any  # the opentelemetry.trace module
+    context: Any  # the opentelemetry.context module
     store: TraceStore
     record_content: bool
     secrets: tuple[str, ...]
+    sample_all: bool  # the sampler keeps every new trace: it is not asked each time
+    ratio_bound: int | None  # a trace-id ratio sampler (or always-off: 0): its bound, compared here, not asked
+    instrumented: bool  # a global tracer provider was set when tracing was enabled: other libraries trace too
+    new_trace_id: Callable[[], int]  # the provider's id generator (the default one without a Python frame)
 
 
 _state: _State | None = None
 _state_lock = threading.Lock()
 _auto = os.environ.get("WORKBENCH_TRACING", "").strip().lower() in ("1", "true", "yes", "on")
-_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("workbench_trace_open", default=False)
+_open: contextvars.ContextVar[_Span | None] = contextvars.ContextVar("workbench_open_span", default=None)
 _tags: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("workbench_trace_tags", default={})
-_last: contextvars.ContextVar[str | None] = contextvars.ContextVar("workbench_last_trace", default=None)
+_last: contextvars.ContextVar[int | None] = contextvars.ContextVar("workbench_last_trace", default=None)
 
 
 def enable_tracing(
@@ -86,9 +113,11 @@ def enable_tracing(
             timings and costs are always recorded).
         otlp: also export over OTLP/HTTP; default: when `OTEL_EXPORTER_OTLP_ENDPOINT` or
             `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (the exporter reads the standard
-            OTEL_EXPORTER_OTLP_* variables for endpoint, headers, timeout and compression).
-            The standard `OTEL_TRACES_SAMPLER` (e.g. "parentbased_traceidratio" with
-            `OTEL_TRACES_SAMPLER_ARG=0.1`) keeps a share of requests; dropped ones cost a few us.
+            OTEL_EXPORTER_OTLP_* variables for endpoint, headers, timeout and compression, and
+            its batching the OTEL_BSP_* ones). The standard `OTEL_TRACES_SAMPLER` (e.g.
+            "parentbased_traceidratio" with `OTEL_TRACES_SAMPLER_ARG=0.1`) keeps a share of
+            requests. Other libraries' spans nest in the stage spans when a global tracer
+            provider (`opentelemetry.trace.set_tracer_provider`) was set before this call.
 
     Returns:
         The trace store the local exporter writes to.
@@ -100,6 +129,8 @@ def enable_tracing(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
 
     from .store import SQLiteSpanExporter, TraceStore  # here: .store imports this module
 
@@ -114,25 +145,52 @@ def enable_tracing(
         )
     trace_store = TraceStore(store)
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "workbench"})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(SQLiteSpanExporter(trace_store)))
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # `_at_exit` drains, then shuts it down
+    processors = []
     if otlp:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        processors.append(BatchSpanProcessor(OTLPSpanExporter()))  # a remote endpoint may lag: its own queue
+        provider.add_span_processor(processors[-1])
+    secrets = env_secrets()
+    recorder = _Recorder(local=SQLiteSpanExporter(trace_store), processors=tuple(processors))
     with _state_lock:
         previous, _state = _state, _State(
             provider=provider,
-            tracer=provider.get_tracer("workbench"),
-            context=context,
+            recorder=recorder,
             trace=trace,
+            context=context,
             store=trace_store,
             record_content=record_content,
-            secrets=env_secrets(),
+            secrets=secrets,
+            sample_all=provider.sampler.get_description() in (ALWAYS_ON.get_description(), DEFAULT_ON.get_description()),
+            ratio_bound=_ratio_bound(provider.sampler),
+            instrumented=not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)),
+            new_trace_id=(functools.partial(random.getrandbits, 128) if type(provider.id_generator) is RandomIdGenerator
+                          else provider.id_generator.generate_trace_id),
         )
     if previous is not None:
-        previous.provider.shutdown()
+        _shut_down(previous)
     return trace_store
+
+
+_TRACE_ID_LIMIT = (1 << 64) - 1  # opentelemetry.sdk.trace.sampling.TraceIdRatioBased.TRACE_ID_LIMIT
+_RATIO_SAMPLER = re.compile(r"(?:ParentBased\{root:)?(?:TraceIdRatioBased\{(?P<rate>[^}]+)\}|(?P<off>AlwaysOffSampler))")
+
+
+def _ratio_bound(sampler: Any) -> int | None:
+    """For a built-in sampler that decides a new trace by its id alone (trace-id ratio, always off), its bound."""
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    match = _RATIO_SAMPLER.match(sampler.get_description())
+    if match is None:
+        return None
+    return 0 if match["off"] else TraceIdRatioBased.get_bound_for_rate(float(match["rate"]))
+
+
+def _shut_down(state: _State) -> None:
+    state.recorder.shutdown()
+    state.provider.shutdown()
 
 
 def disable_tracing() -> None:
@@ -141,7 +199,24 @@ def disable_tracing() -> None:
     with _state_lock:
         previous, _state, _auto = _state, None, False
     if previous is not None:
-        previous.provider.shutdown()
+        _shut_down(previous)
+
+
+@atexit.register
+def _at_exit() -> None:
+    """Export what is pending when the process exits (the export thread is a daemon)."""
+    state = _state
+    if state is not None:
+        _shut_down(state)
+
+
+def _after_fork() -> None:
+    state = _state
+    if state is not None:
+        state.recorder.restart_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def tracing_enabled() -> bool:
@@ -153,10 +228,13 @@ def flush(timeout_s: float = 30.0) -> bool:
     """Export every finished span now (the exporters batch in the background otherwise).
 
     Returns:
-        False if an exporter did not finish within `timeout_s`.
+        False if an exporter failed or did not finish within `timeout_s`.
     """
     state = _state
-    return True if state is None else bool(state.provider.force_flush(int(timeout_s * 1000)))
+    if state is None:
+        return True
+    written = state.recorder.drain()
+    return written and bool(state.provider.force_flush(int(timeout_s * 1000)))
 
 
 def active_secrets() -> tuple[str, ...]:
@@ -188,7 +266,8 @@ def last_trace_id() -> str | None:
 
     None before any, or when the sampler dropped it (so it was not recorded).
     """
-    return _last.get()
+    trace_id = _last.get()
+    return None if trace_id is None else format(trace_id, "032x")
 
 
 class _NoSpan:
@@ -210,75 +289,50 @@ _NO_SPAN = _NoSpan()
 
 
 class _Span:
-    """A live span; `record` turns pipeline values into attributes (redacted).
+    """A live stage span: notes its times and the values `record` gets; attributes are built at export.
 
-    A span the sampler drops (OTEL_TRACES_SAMPLER) is not recording: no attribute is built.
+    The values passed to `stage` and `record` are kept by reference until the request is
+    exported: the pipeline's hits, answers and responses are frozen (hit lists are copied).
+    Span ids are drawn at export unless other libraries' spans may nest in this one.
     """
 
-    __slots__ = ("_state", "_name", "_root", "_initial", "_more", "_span", "_token", "_inside_token")
+    __slots__ = ("_root", "_parent", "_name", "_given", "_records", "_span_id", "_start", "_end", "_error", "_token",
+                 "_otel_token")
+    sampled = True  # a stage span only exists inside a sampled request
 
-    def __init__(
-        self, state: _State, name: str, *, root: bool, attributes: dict[str, Any],
-        more: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
-        self._state, self._name, self._root, self._initial, self._more = state, name, root, attributes, more
+    def __init__(self, root: _Request, parent: _Span, name: str, given: dict[str, Any]) -> None:
+        self._root, self._parent, self._name, self._given = root, parent, name, given
+        self._records: list[tuple[Any, ...]] = []
+        self._span_id = self._error = self._otel_token = None
 
     def __enter__(self) -> _Span:
-        state = self._state
-        self._span = span = state.tracer.start_span(self._name)
-        if span.is_recording():
-            attributes = {**self._initial, **self._more()} if self._more is not None else self._initial
-            span.set_attributes(self._clean(attributes))
-        self._token = state.context.attach(state.trace.set_span_in_context(span))
-        self._inside_token = _inside.set(True) if self._root else None
+        self._start = time.time_ns()
+        self._token = _open.set(self)
+        if self._root._state.instrumented:
+            self._attach()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
-        span = self._span
-        recording = span.is_recording()  # False once ended
+        self._end = time.time_ns()
         try:
-            if exc is not None and recording:
-                import traceback
-
-                from opentelemetry.trace import Status, StatusCode
-
-                message = redact(str(exc), self._state.secrets)
-                span.set_status(Status(StatusCode.ERROR, message))
-                span.set_attribute("error.type", type(exc).__qualname__)
-                span.add_event(
-                    "exception",
-                    {
-                        "exception.type": type(exc).__qualname__,
-                        "exception.message": message,
-                        "exception.stacktrace": redact(
-                            "".join(traceback.format_exception(exc_type, exc, tb)), self._state.secrets
-                        ),
-                    },
-                )
-            span.end()
+            if exc is not None:
+                self._error = _error(exc_type, exc, tb, self._root._state.secrets)
         finally:
-            self._state.context.detach(self._token)
-            if self._inside_token is not None:
-                _inside.reset(self._inside_token)
-                _last.set(format(span.get_span_context().trace_id, "032x") if recording else None)
+            if self._otel_token is not None:
+                self._root._state.context.detach(self._otel_token)
+            _open.reset(self._token)
+            self._root._finished.append(self)
         return False
 
-    def _clean(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in attributes.items():
-            if value is None:
-                continue
-            if key in _ID_ATTRIBUTES:
-                out[key] = value
-            elif isinstance(value, str) and _SECRET_KEY.search(key):
-                out[key] = REDACTED
-            elif isinstance(value, str):
-                out[key] = redact(value, self._state.secrets)
-            elif isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
-                out[key] = [redact(v, self._state.secrets) for v in value]
-            else:
-                out[key] = value
-        return out
+    def _attach(self) -> None:
+        """Make this span the current OpenTelemetry span, so other libraries' spans nest in it."""
+        root = self._root
+        state, trace = root._state, root._state.trace
+        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if root.sampled else trace.TraceFlags.DEFAULT)
+        self._span_id = state.provider.id_generator.generate_span_id()
+        trace_state = root._sampling.trace_state if root._sampling is not None else None
+        context = trace.SpanContext(root._trace_id, self._span_id, is_remote=False, trace_flags=flags, trace_state=trace_state)
+        self._otel_token = state.context.attach(trace.set_span_in_context(trace.NonRecordingSpan(context)))
 
     def record(
         self,
@@ -300,12 +354,224 @@ class _Span:
             response: the whole request's response (on the request's root span).
             **values: scalars recorded as `workbench.<span name>.<key>`.
         """
-        if not self._span.is_recording():
-            return
-        attrs: dict[str, Any] = {}
-        content = self._state.record_content
+        if self.sampled:
+            self._records.append((
+                None if hits is None else (len(hits), hits[:HITS_RECORDED]),
+                answer,
+                None if context is None else tuple(context),
+                response,
+                values,
+            ))
+
+
+class _Request(_Span):
+    """The root span of a trace: draws the trace id, asks the sampler, queues the finished spans.
+
+    A request the sampler drops (OTEL_TRACES_SAMPLER) records nothing, nor do its stages.
+    """
+
+    __slots__ = ("_state", "_request", "_trace_id", "_link", "_sampling", "_finished", "sampled")
+
+    def __init__(self, state: _State, name: str, *, request: tuple[Any, ...] | None = None,
+                 given: dict[str, Any] | None = None) -> None:
+        self._state, self._name, self._request, self._given = state, name, request, given
+        self._root, self._parent, self._records, self._finished = self, None, [], []
+        self._span_id = self._error = self._otel_token = self._link = self._sampling = None
+        self._trace_id = state.new_trace_id()
+        if state.instrumented:  # another library's span around ours: linked, not a parent (a trace is a request)
+            around = state.trace.get_current_span().get_span_context()
+            self._link = around if around.is_valid else None
+        if state.sample_all:
+            self.sampled = True
+        elif state.ratio_bound is not None:  # what TraceIdRatioBased.should_sample decides, without its frames
+            self.sampled = self._trace_id & _TRACE_ID_LIMIT < state.ratio_bound
+        else:  # asked as for a new trace: an empty parent context
+            self._sampling = state.provider.sampler.should_sample(state.context.Context(), self._trace_id, name)
+            self.sampled = self._sampling.decision.is_sampled()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        self._end = time.time_ns()
+        try:
+            if exc is not None and self.sampled:
+                self._error = _error(exc_type, exc, tb, self._state.secrets)
+        finally:
+            if self._otel_token is not None:
+                self._state.context.detach(self._otel_token)
+            _open.reset(self._token)
+            if self.sampled:
+                self._finished.append(self)
+                recorder = self._state.recorder
+                recorder.queue.append(self._finished)  # what `_Recorder.put` does, one call less
+                if len(recorder.queue) == _BATCH:
+                    recorder.wake.set()
+            _last.set(self._trace_id if self.sampled else None)
+        return False
+
+
+def _error(exc_type: Any, exc: BaseException, tb: Any, secrets: Sequence[str]) -> tuple[str, str, str]:
+    """A failure's type, message and stack trace, redacted."""
+    return (
+        type(exc).__qualname__,
+        redact(str(exc), secrets),
+        redact("".join(traceback.format_exception(exc_type, exc, tb)), secrets),
+    )
+
+
+# --- export: finished requests into OpenTelemetry spans, off the request thread -----------------
+
+
+class _Recorder:
+    """Queues finished requests; a daemon thread builds their spans and exports them in batches.
+
+    A finishing request appends its spans to `queue` and sets `wake` when the queue reaches
+    `_BATCH` requests; otherwise the thread wakes every `_DELAY_S` seconds.
+
+    Args:
+        local: the trace store's exporter, called with each batch (one transaction).
+        processors: span processors also given every span (the OTLP one).
+    """
+
+    def __init__(self, *, local: SQLiteSpanExporter, processors: tuple[Any, ...]) -> None:
+        self._local, self._processors = local, processors
+        self.queue: collections.deque[list[_Span]] = collections.deque()
+        self._stopped = False
+        self.restart_after_fork(clear=False)
+
+    def restart_after_fork(self, *, clear: bool = True) -> None:
+        """A fresh lock, wake-up and export thread (a forked child has none; the parent exports its queue)."""
+        if clear:
+            self.queue.clear()
+        self._lock = threading.Lock()
+        self.wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="workbench-trace-export", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self.wake.wait(_DELAY_S)
+            self.wake.clear()
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001 - keep exporting later batches; flush() reports failures
+                _log.exception("workbench tracing: exporting a batch of spans failed")
+
+    def drain(self) -> bool:
+        """Build and export every queued request now.
+
+        Returns:
+            False if the store refused a batch (its spans are lost, as with any OpenTelemetry exporter).
+        """
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        written = True
+        with self._lock:
+            while self.queue:
+                spans: list[Any] = []
+                failed: list[Exception] = []
+                while self.queue and len(spans) < _EXPORT_MAX:
+                    finished = self.queue.popleft()
+                    try:
+                        spans += [_readable_span(s) for s in finished]
+                    except Exception as exc:  # noqa: BLE001 - a tracing bug must not stop the export thread
+                        failed.append(exc)
+                if failed:
+                    _log.error("workbench tracing: dropped %d requests whose spans could not be built",
+                               len(failed), exc_info=failed[0])
+                if not spans:
+                    continue
+                if self._local.export(spans) is not SpanExportResult.SUCCESS:
+                    _log.warning("workbench tracing: the trace store refused %d spans", len(spans))
+                    written = False
+                for processor in self._processors:
+                    for span in spans:
+                        processor.on_end(span)
+        return written
+
+    def shutdown(self) -> None:
+        """Stop the thread, export what is queued and close the store connection."""
+        self._stopped = True
+        self.wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self.drain()
+        self._local.shutdown()
+
+
+def _readable_span(span: _Span) -> Any:
+    """The OpenTelemetry SDK span (`ReadableSpan`) of a finished `_Span`, its attributes built now."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+    from opentelemetry.trace.status import Status, StatusCode
+
+    root = span._root
+    attrs = _span_attributes(span)
+    sampling = root._sampling if span is root else None
+    events, status = (), Status(StatusCode.UNSET)
+    if sampling is not None and sampling.attributes:
+        attrs.update(sampling.attributes)
+    if span._error is not None:
+        kind, message, stack = span._error
+        attrs["error.type"] = kind
+        status = Status(StatusCode.ERROR, message)
+        events = (Event("exception", {"exception.type": kind, "exception.message": message,
+                                      "exception.stacktrace": stack}, timestamp=span._end),)
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    trace_state = root._sampling.trace_state if root._sampling is not None else None
+    parent = None if span._parent is None else SpanContext(
+        root._trace_id, _span_id(span._parent), is_remote=False, trace_flags=flags, trace_state=trace_state
+    )
+    return ReadableSpan(
+        name=span._name,
+        context=SpanContext(root._trace_id, _span_id(span), is_remote=False, trace_flags=flags, trace_state=trace_state),
+        parent=parent,
+        resource=root._state.provider.resource,
+        attributes=attrs,  # already of OpenTelemetry attribute types (`_clean`)
+        events=events,
+        links=(Link(root._link),) if span is root and root._link is not None else (),
+        status=status,
+        start_time=span._start,
+        end_time=span._end,
+        instrumentation_scope=InstrumentationScope("workbench"),
+    )
+
+
+def _span_id(span: _Span) -> int:
+    """The span's id, drawn now if it has none yet (only the export thread draws it then)."""
+    if span._span_id is None:
+        span._span_id = span._root._state.provider.id_generator.generate_span_id()
+    return span._span_id
+
+
+def _span_attributes(span: _Span) -> dict[str, Any]:
+    """A span's attributes (GenAI conventions where they exist), redacted, None values left out."""
+    state = span._root._state
+    content = state.record_content
+    if isinstance(span, _Request) and span._request is not None:
+        operation, query, config, tag = span._request
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_workflow",
+            "gen_ai.workflow.name": config.name,
+            "workbench.operation": operation,
+            "workbench.config_hash": _config_hash(config),
+            "user.id": tag.get("user"),
+            "workbench.feature": tag.get("feature"),
+            "workbench.query": query if content else None,
+        }
+    else:
+        name, given = span._name, dict(span._given or {})
+        attrs = {"workbench.stage": name}
+        prompt = {}
+        if name == "generate":
+            prompt = _prompt_attributes(given.pop("config"), given.pop("query"), given.pop("context"), state)
+        elif name in ("retrieve", "rerank"):
+            attrs["gen_ai.operation.name"] = "retrieval"
+        for key, value in given.items():
+            attrs["gen_ai.request.model" if key == "model" else f"workbench.{name}.{key}"] = value
+        attrs.update(prompt)
+    for hits, answer, context, response, values in span._records:
         if hits is not None:
-            attrs.update(_hit_attributes(hits))
+            attrs.update(_hit_attributes(*hits))
         if answer is not None:
             attrs.update(_answer_attributes(answer, context or (), content))
         if response is not None:
@@ -315,15 +581,33 @@ class _Span:
             for stage_name, seconds in response.stage_latency_s.items():
                 attrs[f"workbench.latency_s.{stage_name}"] = float(seconds)
         for key, value in values.items():
-            attrs[f"workbench.{self._name}.{key}"] = value
-        self._span.set_attributes(self._clean(attrs))
+            attrs[f"workbench.{span._name}.{key}"] = value
+    return _clean(attrs, state.secrets)
 
 
-def _hit_attributes(hits: Sequence[Hit]) -> dict[str, Any]:
-    # Arrays, not JSON: formatting floats on the request path costs more than BM25 retrieval
-    top = hits[:HITS_RECORDED]
+def _clean(attributes: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if key in _ID_ATTRIBUTES:
+            out[key] = value
+        elif isinstance(value, str) and _SECRET_KEY.search(key):
+            out[key] = REDACTED
+        elif isinstance(value, str):
+            out[key] = redact(value, secrets)
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            out[key] = [redact(v, secrets) for v in value]
+        elif isinstance(value, (bool, int, float, list, tuple)):
+            out[key] = value
+        else:  # not an OpenTelemetry attribute type: recorded as text
+            out[key] = redact(str(value), secrets)
+    return out
+
+
+def _hit_attributes(count: int, top: Sequence[Hit]) -> dict[str, Any]:
     return {
-        "workbench.hits.count": len(hits),
+        "workbench.hits.count": count,
         "workbench.hits.chunk_ids": [h.chunk.id for h in top],
         "workbench.hits.doc_ids": [h.chunk.doc_id for h in top],
         "workbench.hits.scores": [float(h.score) for h in top],
@@ -410,24 +694,16 @@ def request(operation: str, query: str, config: PipelineConfig) -> _Span | _NoSp
         query: the user's question (recorded unless content recording is off).
         config: the pipeline serving it.
     """
-    state = _current()
-    if state is None or _inside.get():
+    state = _state if _state is not None or not _auto else _current()
+    if state is None or _open.get() is not None:
         return _NO_SPAN
-    tag = _tags.get()
-    attributes = {
-        "gen_ai.operation.name": "invoke_workflow",
-        "gen_ai.workflow.name": config.name,
-        "workbench.operation": operation,
-        "workbench.config_hash": _config_hash(config),
-        "user.id": tag.get("user"),
-        "workbench.feature": tag.get("feature"),
-        "workbench.query": query if state.record_content else None,
-    }
-    return _Span(state, operation, root=True, attributes=attributes)
+    return _Request(state, operation, request=(operation, query, config, _tags.get()))
 
 
 def stage(name: str, **attributes: Any) -> _Span | _NoSpan:
     """A span for one pipeline stage inside the current request (a no-op when tracing is off).
+
+    Outside a request it is a trace of its own.
 
     Args:
         name: "route", "retrieve", "rerank" or "generate".
@@ -438,13 +714,9 @@ def stage(name: str, **attributes: Any) -> _Span | _NoSpan:
     state = _state
     if state is None:
         return _NO_SPAN
-    attrs: dict[str, Any] = {"workbench.stage": name}
-    more = None
-    if name == "generate":
-        config, query, context = attributes.pop("config"), attributes.pop("query"), attributes.pop("context")
-        more = functools.partial(_prompt_attributes, config, query, context, state)
-    elif name in ("retrieve", "rerank"):
-        attrs["gen_ai.operation.name"] = "retrieval"
-    for key, value in attributes.items():
-        attrs["gen_ai.request.model" if key == "model" else f"workbench.{name}.{key}"] = value
-    return _Span(state, name, root=False, attributes=attrs, more=more)
+    parent = _open.get()
+    if "context" in attributes:
+        attributes["context"] = tuple(attributes["context"])
+    if parent is None:
+        return _Request(state, name, given=attributes)
+    return _Span(parent._root, parent, name, attributes) if parent.sampled else _NO_SPAN
