@@ -21,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
+SOURCES_UPLOAD = "Upload files"  # the dataset radio's labels in app.py
+SOURCES_CRANFIELD = "Cranfield (bundled, judged documents)"
 
 pytestmark = [
     pytest.mark.browser,
@@ -116,3 +118,29 @@ def test_compare_two_configs_in_the_browser(page, app_url):
     assert page.get_by_text("Relevant documents found").count() == 2
     page.screenshot(path=str(ARTIFACTS / "app_drilldown.png"), full_page=True)
     assert (ARTIFACTS / "app_results.png").stat().st_size > 10_000
+
+
+def test_column_settings_survive_switching_the_dataset(page, app_url):
+    # Streamlit drops the values of widgets a run does not draw (the upload page stops before
+    # the columns): the app must keep each column's settings anyway.
+    page.set_viewport_size({"width": 1600, "height": 1100})
+    page.goto(app_url)
+    page.get_by_text("Compare RAG configurations").wait_for(timeout=120_000)
+    size = page.get_by_role("spinbutton", name="Chunk size (tokens)").first
+    model = page.get_by_role("textbox", name="Embedding model").first
+    size.fill("384")
+    size.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stAppRunningIcon").wait_for(state="hidden", timeout=60_000)
+    before = model.input_value()
+    assert before
+
+    page.get_by_text(SOURCES_UPLOAD).click()
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stAppRunningIcon").wait_for(state="hidden", timeout=60_000)
+    assert page.get_by_role("spinbutton", name="Chunk size (tokens)").count() == 0  # the columns are not drawn
+    page.get_by_text(SOURCES_CRANFIELD).click()
+    page.get_by_role("spinbutton", name="Chunk size (tokens)").first.wait_for(timeout=60_000)
+    page.get_by_test_id("stAppRunningIcon").wait_for(state="hidden", timeout=60_000)
+    assert page.get_by_role("spinbutton", name="Chunk size (tokens)").first.input_value() == "384"
+    assert page.get_by_role("textbox", name="Embedding model").first.input_value() == before
