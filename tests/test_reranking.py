@@ -7,11 +7,9 @@ accounting, scoring and ordering code, not ranking quality.
 
 from __future__ import annotations
 
-import sys
-
-import subprocess
-
 import dataclasses
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -216,6 +214,17 @@ def test_maxsim_input_weight_one_keeps_the_input_order(embedder, tmp_path):
     assert [h.chunk.id for h in out] == [f"c{i}" for i in range(5)]
 
 
+def test_maxsim_prepare_encodes_the_query_once_and_changes_no_score(embedder, tmp_path):
+    cache = VectorCache(tmp_path / "t.sqlite")
+    plain, prepared = MaxSimReranker(embedder, cache=cache, idf=True), MaxSimReranker(embedder, cache=cache, idf=True)
+    query = "shock waves ahead of a blunt body"
+    prepared.prepare(query)
+    np.testing.assert_array_equal(prepared.score(query, PASSAGES), plain.score(query, PASSAGES))
+    np.testing.assert_array_equal(prepared.score(query, PASSAGES[:2]), plain.score(query, PASSAGES[:2]))
+    other = "buckling of shells"  # not the prepared query: encoded afresh
+    np.testing.assert_array_equal(prepared.score(other, PASSAGES), plain.score(other, PASSAGES))
+
+
 # --- MMR -----------------------------------------------------------------------------------------
 
 
@@ -265,6 +274,31 @@ def test_evaluate_counts_wins_losses_and_metrics_before_and_after():
     assert len(ev.per_query_frame()) == 4
 
 
+class PreparingReverse(ReverseReranker):
+    """Reverses, and records which queries were prepared and which reranked."""
+
+    def __init__(self):
+        self.prepared, self.reranked = [], []
+
+    def prepare(self, query):
+        self.prepared.append(query)
+
+    def rerank(self, query, hits, k):
+        self.reranked.append(query)
+        return super().rerank(query, hits, k)
+
+
+def test_evaluate_prepares_each_query_once_for_all_depths():
+    reranker = PreparingReverse()
+    ev = evaluate_reranker(reranker, small_candidates(), depths=(2, 4), k=1)
+    assert reranker.prepared == ["one", "two"]
+    assert reranker.reranked == ["one", "one", "one", "two", "two"]  # an untimed warm-up first
+    plain = evaluate_reranker(ReverseReranker(), small_candidates(), depths=(2, 4), k=1)
+    strip = lambda e: [dataclasses.replace(r, rerank_ms=0.0) for r in e.rows]  # noqa: E731
+    assert strip(ev) == strip(plain)
+    assert [r.depth for r in ev.rows] == [2, 2, 4, 4]
+
+
 def test_evaluate_rejects_bad_depths():
     c = small_candidates()
     with pytest.raises(ValueError, match="smaller than k=3"):
@@ -300,7 +334,7 @@ def test_retrieve_candidates_judges_documents_and_rejects_too_deep(toy_dataset):
 
 
 def test_span_sets_are_judged_per_chunk(chunking_set):
-    from workbench.reranking import _chunk_relevance
+    from workbench.reranking.evaluation import _chunk_relevance
 
     doc = chunking_set.documents[0]
     half = len(doc.text) // 2
@@ -320,22 +354,54 @@ def test_span_sets_are_judged_per_chunk(chunking_set):
 @pytest.mark.slow
 def test_train_reranker_saves_a_loadable_cross_encoder_and_reports_heldout(toy_dataset, tmp_path):
     candidates = retrieve_candidates(BM25_PIPELINE, toy_dataset, depth=5)
-    config = TrainConfig(
-        heldout=0.25, depth=5, positives=2, negatives=2, random_negatives=1, max_length=64, queries_per_step=2
-    )
+    config = TrainConfig(heldout=0.25, validation=0.25, depth=5, positives=2, negatives=2, random_negatives=1,
+                         max_length=64, batch_size=4, input_weights=(0.0, 0.5))
     report = train_reranker(toy_dataset, tmp_path / "model", candidates=candidates, config=config)
-    assert len(report.heldout_queries) == 1 and len(report.train_queries) == 3
-    assert set(report.heldout_queries).isdisjoint(report.train_queries)
-    assert report.positives == 3 and report.negatives == 9  # 2 hard + 1 random per query
+    assert (len(report.heldout_queries), len(report.validation_queries), len(report.train_queries)) == (1, 1, 2)
+    splits = [set(report.heldout_queries), set(report.validation_queries), set(report.train_queries)]
+    assert set.union(*splits) == {"1", "2", "3", "4"} and sum(map(len, splits)) == 4
+    assert report.positives == 2 and report.negatives == 6  # per query: 1 relevant, 2 hard + 1 random
+    assert report.steps == 2 and len(report.loss_curve) == 2  # 8 pairs, 4 a step
+    assert set(report.validation_ndcg) == {0.0, 0.5} and report.input_weight in (0.0, 0.5)
+    assert report.validation_ndcg[report.input_weight] == max(report.validation_ndcg.values())
     s = report.evaluation.summaries[0]
     assert s.depth == 5 and s.queries == 1 and report.beats_input == (s.ndcg_after > s.ndcg_before)
+    assert report.raw_evaluation.summaries[0].queries == 1
     assert "held-out (1 queries)" in report.summary()
-    reranker = make_reranker(RerankingConfig(kind="trained", model=report.model_dir, k=2, candidates=5))
-    check_ranked(reranker.rerank("shock waves", hits_of(PASSAGES), 2), 2)
+    served = report.reranking_config(k=2, candidates=5)
+    assert (served.kind, served.model, served.max_length, served.input_weight) == (
+        "trained", report.model_dir, 64, report.input_weight
+    )
+    check_ranked(make_reranker(served).rerank("shock waves", hits_of(PASSAGES), 2), 2)
 
 
-def test_train_reranker_needs_two_judged_queries(toy_dataset, tmp_path):
-    one = dataclasses.replace(toy_dataset, queries={"1": toy_dataset.queries["1"]}, qrels={"1": {"d0": 1}})
-    candidates = retrieve_candidates(BM25_PIPELINE, one, depth=5)
-    with pytest.raises(ValueError, match="at least two"):
-        train_reranker(one, tmp_path / "m", candidates=candidates)
+@pytest.mark.slow
+def test_training_learns_the_label_direction(toy_dataset, tmp_path):
+    # The sanity check a sign or label bug fails: after training, the training queries' own
+    # relevant passages must outscore their negatives.
+    candidates = retrieve_candidates(BM25_PIPELINE, toy_dataset, depth=5)
+    config = TrainConfig(heldout=0.25, validation=0.25, depth=5, positives=1, negatives=4, random_negatives=0,
+                         max_length=48, batch_size=10, epochs=12, learning_rate=1e-4, input_weights=(0.0,))
+    report = train_reranker(toy_dataset, tmp_path / "model", candidates=candidates, config=config)
+    assert len(report.loss_curve) == 10 and report.loss_curve[-1] < report.loss_curve[0]
+    reranker = CrossEncoderReranker(report.model_dir, max_length=48)
+    for qid in report.train_queries:
+        (relevant,) = toy_dataset.qrels[qid]
+        scores = reranker.score(toy_dataset.queries[qid], PASSAGES)
+        assert int(np.argmax(scores)) == int(relevant[1:]), (qid, scores)
+
+
+def test_train_reranker_needs_three_judged_queries(toy_dataset, tmp_path):
+    two = dataclasses.replace(
+        toy_dataset, queries={q: toy_dataset.queries[q] for q in "12"}, qrels={"1": {"d0": 1}, "2": {"d1": 1}}
+    )
+    candidates = retrieve_candidates(BM25_PIPELINE, two, depth=5)
+    with pytest.raises(ValueError, match="at least three"):
+        train_reranker(two, tmp_path / "m", candidates=candidates)
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="validation=1.0"):
+        TrainConfig(validation=1.0)
+    with pytest.raises(ConfigError, match="input_weights"):
+        TrainConfig(input_weights=(1.0,))

