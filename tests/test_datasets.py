@@ -143,3 +143,28 @@ def test_folder_bad_input(tmp_path: Path) -> None:
 def test_unknown_dataset_name() -> None:
     with pytest.raises(DatasetError, match=r"no dataset 'msmarco': not a bundled name \(cranfield, chunking\)"):
         load_dataset("msmarco")
+
+
+def test_subset_keeps_only_queries_judged_inside_it(chunking_set, cranfield) -> None:
+    part = chunking_set.subset(["chatlogs", "state_of_the_union"])
+    assert [d.id for d in part.documents] == ["chatlogs", "state_of_the_union"]
+    assert part.name == "chunking[chatlogs,state_of_the_union]"
+    assert part.fingerprint() != chunking_set.fingerprint()
+    inside = {"chatlogs", "state_of_the_union"}
+    expected = [q for q in chunking_set.evaluated_queries if {s.doc_id for s in chunking_set.spans[q]} <= inside]
+    assert 0 < len(expected) < len(chunking_set.evaluated_queries)
+    assert part.evaluated_queries == expected
+    assert all(part.spans[q] == chunking_set.spans[q] for q in expected)
+
+    # BEIR: a query with a relevant document outside the cut goes; grades inside are kept
+    docs = [d.id for d in cranfield.documents[:300]]
+    cut = cranfield.subset(docs)
+    assert cut.queries and all(set(cut.qrels[q]) <= set(docs) for q in cut.queries)
+    assert all({d for d, g in cranfield.qrels[q].items() if g > 0} <= set(docs) for q in cut.queries)
+
+
+def test_subset_names_a_bad_document_id(chunking_set) -> None:
+    with pytest.raises(DatasetError, match=r"unknown ids \['novels'\].*pick from \['chatlogs'"):
+        chunking_set.subset(["chatlogs", "novels"])
+    with pytest.raises(DatasetError, match="no ids given"):
+        chunking_set.subset([])

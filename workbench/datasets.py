@@ -9,7 +9,7 @@ import html.parser
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +95,45 @@ class Dataset:
             q for q in self.queries
             if any(g > 0 for g in self.qrels.get(q, {}).values()) or self.spans.get(q)
         ]
+
+    def subset(self, doc_ids: Iterable[str]) -> Dataset:
+        """The same dataset cut to some of its documents, keeping the queries judged within them.
+
+        A judged query stays only if every one of its relevant documents and reference spans
+        lies in the subset, so its metrics mean the same as on the whole set; unjudged queries
+        go. The name records the cut, so runs on the subset never pass for runs on the whole.
+
+        Args:
+            doc_ids: ids of documents of this dataset.
+
+        Returns:
+            A new `Dataset`.
+
+        Raises:
+            DatasetError: no ids, or an id this dataset does not have.
+        """
+        keep = list(dict.fromkeys(doc_ids))
+        known = {d.id for d in self.documents}
+        unknown = [i for i in keep if i not in known]
+        if not keep or unknown:
+            raise DatasetError(
+                f"cannot cut {self.name!r} to documents {keep[:5]}: "
+                + (f"unknown ids {unknown[:5]}; " if unknown else "no ids given; ")
+                + f"pick from {sorted(known)[:5]}{' ...' if len(known) > 5 else ''}"
+            )
+        inside = set(keep)
+        queries = [
+            q for q in self.evaluated_queries
+            if {d for d, g in self.qrels.get(q, {}).items() if g > 0} <= inside
+            and {s.doc_id for s in self.spans.get(q, ())} <= inside
+        ]
+        return Dataset(
+            name=f"{self.name}[{','.join(keep)}]",
+            documents=tuple(d for d in self.documents if d.id in inside),
+            queries={q: self.queries[q] for q in queries},
+            qrels={q: {d: g for d, g in self.qrels[q].items() if d in inside} for q in queries if q in self.qrels},
+            spans={q: self.spans[q] for q in queries if q in self.spans},
+        )
 
     def fingerprint(self) -> str:
         """A content hash of documents, queries and judgements (16 hex characters)."""
