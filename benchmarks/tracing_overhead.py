@@ -20,9 +20,13 @@ once untimed first, so caches its first run fills (e.g. its embedding) are full 
 Each request is timed by the CPU time of its own thread (`time.thread_time`: robust on a
 shared, loaded machine, where wall time mostly measures waiting for a core) and by wall time.
 An overhead is the median of the paired differences (same query, same round), taken apart
-for the requests where either mode ran first and averaged. The export work (building the
-spans, redaction, the SQLite writes) runs on the export thread or in `flush()`; it is measured
-apart, per traced request, as process CPU time minus the requests' own thread time.
+for the requests where either mode ran first and averaged; its 95% interval resamples queries.
+The export work (building the spans, redaction, the SQLite writes) runs on the export thread
+or in `flush()`; it is measured apart, per traced request of each kind, as process CPU time
+minus the requests' own thread time, and added to the request thread's share for the CPU a
+traced request costs in all (what throughput pays). On a machine with few cores the export
+thread also slows whatever runs beside it; that slows every mode alike here (all tracers stay
+live), so it is in no difference above.
 
     WORKBENCH_CACHE_DIR=.cache/dev python benchmarks/tracing_overhead.py [--kinds bm25 dense hybrid]
 """
@@ -85,27 +89,42 @@ def sdk_search(pipeline, tracer, k: int) -> Callable[[str], None]:
     return search
 
 
-def paired(a: dict, b: dict, first: dict) -> float:
+def paired(a: dict, b: dict, first: dict, keys: list | None = None) -> float:
     """The median of a[key] - b[key], balanced for which of the two ran first (`first[key]`: a did)."""
-    groups = [[a[key] - b[key] for key in a if first[key] is f] for f in (True, False)]
+    keys = list(a) if keys is None else keys
+    groups = [[a[key] - b[key] for key in keys if first[key] is f] for f in (True, False)]
     return statistics.fmean(statistics.median(g) for g in groups if g)
 
 
-def export_cpu(pipeline, queries: list[str], store_path: Path, ratio: str | None, content: bool) -> float:
-    """CPU seconds per traced request spent off its thread (export thread and `flush()`)."""
+def interval(a: dict, b: dict, first: dict, resamples: int = 300) -> tuple[float, float]:
+    """A 95% bootstrap interval of `paired`, resampling queries (all rounds of a query together)."""
+    by_query: dict[int, list] = {}
+    for key in a:
+        by_query.setdefault(key[1], []).append(key)
+    queries = list(by_query)
+    rng = random.Random(1)
+    stats = sorted(
+        paired(a, b, first, [key for q in rng.choices(queries, k=len(queries)) for key in by_query[q]])
+        for _ in range(resamples)
+    )
+    return stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1]
+
+
+def export_cpu(fn: Callable[[str], object], queries: list[str], store_path: Path, ratio: str | None,
+               content: bool) -> float:
+    """CPU seconds per traced request of `fn` spent off its thread (export thread and `flush()`)."""
     set_sampling(ratio)
     tracing.enable_tracing(store_path, otlp=False, record_content=content)
     set_sampling(None)
     own, p0 = 0.0, time.process_time()
     for q in queries:
-        for fn in (pipeline.search, pipeline.answer):
-            t0 = time.thread_time()
-            fn(q)
-            own += time.thread_time() - t0
+        t0 = time.thread_time()
+        fn(q)
+        own += time.thread_time() - t0
     assert tracing.flush()
     spent = time.process_time() - p0 - own
     tracing.disable_tracing()
-    return spent / (2 * len(queries))
+    return spent / len(queries)
 
 
 def bench_kind(kind: str, dataset, args, store_path: Path) -> dict[str, float]:
@@ -154,12 +173,13 @@ def bench_kind(kind: str, dataset, args, store_path: Path) -> dict[str, float]:
             spans._state = state
             tracing.disable_tracing()
     provider.shutdown()
-    export = {mode: export_cpu(pipeline, queries[: args.export_queries], store_path, ratio, not args.no_content)
-              for mode, ratio in SAMPLING.items()}
+    export = {(what, mode): export_cpu(getattr(pipeline, what), queries[: args.export_queries], store_path, ratio,
+                                       not args.no_content)
+              for mode, ratio in SAMPLING.items() for what in ("search", "answer")}
 
-    def overhead(times: dict, a: str, b: str) -> float:
+    def overhead(times: dict, a: str, b: str, ci: bool = False) -> float | tuple[float, float]:
         first = {key: position[a][key] < position[b][key] for key in position[a]}
-        return paired(times[a], times[b], first)
+        return interval(times[a], times[b], first) if ci else paired(times[a], times[b], first)
 
     med = {m: statistics.median(v.values()) for m, v in cpu.items()}
     wmed = {m: statistics.median(v.values()) for m, v in wall.items()}
@@ -173,12 +193,15 @@ def bench_kind(kind: str, dataset, args, store_path: Path) -> dict[str, float]:
     for mode in SAMPLING:
         for what in ("search", "answer"):
             extra = overhead(cpu, f"{what} {mode}", f"{what} off")
+            low, high = overhead(cpu, f"{what} {mode}", f"{what} off", ci=True)
             wextra = overhead(wall, f"{what} {mode}", f"{what} off")
             out[f"{what} {mode}"] = extra / retrieval
             print(f"  tracing {mode:<6} vs off, {what}: {1e6 * extra:+7.1f} us = {extra / retrieval:+6.2%} of retrieval "
-                  f"(ratio {1 + extra / med[f'{what} off']:.3f}); wall {1e6 * wextra:+7.1f} us = {wextra / wretrieval:+6.2%}")
-        print(f"  tracing {mode:<6} export work off the request thread: {1e6 * export[mode]:7.1f} us CPU per request "
-              f"= {export[mode] / retrieval:6.2%} of retrieval")
+                  f"[95% {low / retrieval:+.2%}, {high / retrieval:+.2%}] (ratio {1 + extra / med[f'{what} off']:.3f}); "
+                  f"wall {1e6 * wextra:+7.1f} us = {wextra / wretrieval:+6.2%}")
+            work = export[what, mode]
+            print(f"      + export work off the request thread: {1e6 * work:7.1f} us CPU per request "
+                  f"= {work / retrieval:+7.2%} of retrieval; all CPU added per request {(extra + work) / retrieval:+7.2%}")
     sdk = overhead(cpu, "search sdk", "search bare")
     print(f"  OpenTelemetry SDK spans on the request thread (search): {1e6 * sdk:+7.1f} us = {sdk / retrieval:+6.2%} of retrieval")
     off = overhead(cpu, "search off", "search bare")

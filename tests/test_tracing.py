@@ -167,6 +167,30 @@ def _run_python(script: str) -> str:
     return done.stdout.strip()
 
 
+def test_stage_spans_end_explicitly_or_as_context_managers(store, config):
+    with tracing.request("search", "q", config):
+        retrieve = tracing.stage("retrieve", kind="bm25")
+        retrieve.end(depth=7)
+        with pytest.raises(ValueError), tracing.stage("rerank", kind="mmr"):
+            raise ValueError("reranker broke")
+        tracing.stage("route")  # never ended: it ends with the request
+    request = tracing.last_trace_id()
+    alone = tracing.stage("route", kind="rules")  # outside a request: a trace of its own
+    alone.end(tokens=3)
+    assert tracing.last_trace_id() == request  # only a request opened with `with` becomes the context's last
+    assert tracing.flush()
+    spans = {s.name: s for s in store.spans(request)}
+    assert set(spans) == {"search", "retrieve", "rerank", "route"}
+    assert spans["retrieve"].attributes["workbench.retrieve.depth"] == 7
+    assert (spans["rerank"].status, spans["rerank"].attributes["error.type"]) == ("error", "ValueError")
+    assert store.trace(request).status == "ok"  # the error was handled inside the request
+    assert spans["route"].status == "ok" and spans["route"].duration_s <= spans["search"].duration_s
+    assert all(s.parent_id == spans["search"].span_id for name, s in spans.items() if name != "search")
+    others = [t for t in store.traces() if t.trace_id != request]
+    assert [t.operation for t in others] == ["route"]
+    assert store.spans(others[0].trace_id)[0].attributes["workbench.route.tokens"] == 3
+
+
 def test_process_exit_exports_pending_requests(tmp_path):
     path = tmp_path / "runs.sqlite"
     trace_id = _run_python(f"""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import tracing
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
@@ -110,21 +111,19 @@ class Pipeline:
             The final hits, best first, and the seconds each stage took. With a reranker the
             reranked top k come first, then the rest of the first-stage hits in their order.
         """
-        from . import tracing
-
         rr = self.config.reranking
         with tracing.request("search", query, self.config):  # a no-op inside `answer`'s request
             t0 = time.perf_counter()
             depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
-            with tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth) as span:
-                hits = self.retriever.retrieve(query, depth, where)
-                span.record(hits=hits)
+            span = tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth)
+            hits = self.retriever.retrieve(query, depth, where)
+            span.end(hits=hits)  # a stage that raises ends, failed, with its request
             timings = {"retrieve": time.perf_counter() - t0}
             if self.reranker is not None and hits:
                 t1 = time.perf_counter()
-                with tracing.stage("rerank", kind=rr.kind, candidates=rr.candidates, k=rr.k) as span:
-                    top = self.reranker.rerank(query, hits[: rr.candidates], min(rr.k, len(hits[: rr.candidates])))
-                    span.record(hits=top)
+                span = tracing.stage("rerank", kind=rr.kind, candidates=rr.candidates, k=rr.k)
+                top = self.reranker.rerank(query, hits[: rr.candidates], min(rr.k, len(hits[: rr.candidates])))
+                span.end(hits=top)
                 timings["rerank"] = time.perf_counter() - t1
                 seen = {h.chunk.id for h in top}
                 rest = [h for h in hits if h.chunk.id not in seen]
@@ -167,16 +166,14 @@ class Pipeline:
             where: a metadata filter for retrieval.
             on_text: receives the answer's text as it streams.
         """
-        from . import tracing
-
         with tracing.request("answer", query, self.config) as trace:
             timings: dict[str, float] = {}
             model = None
             if self.router is not None:
                 t0 = time.perf_counter()
-                with tracing.stage("route", kind=self.config.routing.kind) as span:
-                    model = self.router.route(query)
-                    span.record(model=model)
+                span = tracing.stage("route", kind=self.config.routing.kind)
+                model = self.router.route(query)
+                span.end(model=model)
                 timings["route"] = time.perf_counter() - t0
             hits, search_timings = self.search(query, where=where)
             timings.update(search_timings)
@@ -186,10 +183,10 @@ class Pipeline:
                 outcome = self._cascade(context, on_text).run(query)
                 model, answer, attempts = outcome.model, outcome.answer, outcome.attempts
             else:
-                with tracing.stage("generate", config=self.config.generation, model=model, query=query,
-                                   context=context) as span:
-                    answer = self.generator(model).generate(query, context, on_text=on_text)
-                    span.record(answer=answer, context=context)
+                span = tracing.stage("generate", config=self.config.generation, model=model, query=query,
+                                     context=context)
+                answer = self.generator(model).generate(query, context, on_text=on_text)
+                span.end(answer=answer, context=context)
                 attempts = (answer,)
             timings["generate"] = time.perf_counter() - t1
             response = Response(
@@ -199,7 +196,6 @@ class Pipeline:
         return response
 
     def _cascade(self, context: Sequence[Hit], on_text: Callable[[str], None] | None) -> CascadeRouter:
-        from . import tracing
         from .embedding import load_embedder
         from .metrics import groundedness
         from .routing import CascadeRouter
@@ -208,10 +204,9 @@ class Pipeline:
         texts = [h.chunk.text for h in context]
 
         def answer(query: str, model: str) -> Answer:
-            with tracing.stage("generate", config=self.config.generation, model=model, query=query,
-                               context=context) as span:
-                result = self.generator(model).generate(query, context, on_text=on_text)
-                span.record(answer=result, context=context)
+            span = tracing.stage("generate", config=self.config.generation, model=model, query=query, context=context)
+            result = self.generator(model).generate(query, context, on_text=on_text)
+            span.end(answer=result, context=context)
             return result
 
         return CascadeRouter(

@@ -231,13 +231,17 @@ class TraceStore:
             self._conn = None
 
     def write(self, spans: Sequence[Mapping[str, Any]], traces: Sequence[Mapping[str, Any]]) -> None:
-        """Insert span and trace rows (column -> value) in one transaction."""
+        """Insert span and trace rows (column -> value; unnamed columns take their defaults) in one transaction."""
         with self._write() as conn:
             for table, rows in (("spans", spans), ("traces", traces)):
+                by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
                 for row in rows:
-                    cols = ", ".join(row)
-                    marks = ", ".join("?" * len(row))
-                    conn.execute(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+                    by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
+                for columns, values in by_columns.items():
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        values,
+                    )
 
     def tag_values(self, column: Literal["user_tag", "feature_tag"], where: TraceFilter | None = None) -> list[str]:
         """The distinct values of a tag column among the traces matching `where`."""
