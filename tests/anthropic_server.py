@@ -186,8 +186,13 @@ class AnthropicServer:
             self._steps.extend(steps)
 
     def reset(self) -> None:
-        """Forget recorded requests, queued steps and the prompt cache; restore the responder."""
+        """Forget recorded requests, queued steps and the prompt cache; restore the responder.
+
+        Waits (up to 10 s) for requests still being answered first, so an earlier test's last
+        request, recorded late, cannot appear among the next test's requests.
+        """
         with self._lock:
+            self._lock.wait_for(lambda: self._active == 0, timeout=10)
             self.responder = self._default_responder
             self._requests.clear()
             self._steps.clear()

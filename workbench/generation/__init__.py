@@ -1,0 +1,88 @@
+"""Answers from retrieved chunks: Claude through the Anthropic API, a local model, or extraction.
+
+Every generator returns an `Answer` whose text cites context passages as "[n]", the n-th hit
+of the context it was given (1-based), with `citations` the cited chunk ids in order of first
+citation, and a `Usage` (tokens, latency, time to first token, cost; `counted` says whether
+the token numbers are the provider's own). `make_generator` builds the one a
+`GenerationConfig` names.
+
+Modules: `base` (the `Generator` protocol, errors, prompts), `claude` (the Anthropic
+generator), `offline` (extractive and local llama-cpp generators), `judge` (LLM-as-judge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..config import GenerationConfig
+from .base import (
+    NO_CONTEXT,
+    SYSTEM_PROMPT,
+    GenerationError,
+    Generator,
+    MissingAPIKeyError,
+    Prompt,
+    build_prompt,
+    completion_prompt,
+    parse_citations,
+)
+from .claude import RETRY_SEPARATOR, AnthropicGenerator, CallRecord, anthropic_client, backoff_delay
+from .judge import JUDGE_PROMPT, Judgement, LLMJudge
+from .offline import ExtractiveGenerator, LocalGenerator, gemma_path
+
+if TYPE_CHECKING:
+    from ..embedding import Embedder
+
+__all__ = [
+    "Generator",
+    "GENERATORS",
+    "make_generator",
+    "SYSTEM_PROMPT",
+    "NO_CONTEXT",
+    "RETRY_SEPARATOR",
+    "JUDGE_PROMPT",
+    "Prompt",
+    "build_prompt",
+    "completion_prompt",
+    "parse_citations",
+    "anthropic_client",
+    "MissingAPIKeyError",
+    "GenerationError",
+    "CallRecord",
+    "AnthropicGenerator",
+    "ExtractiveGenerator",
+    "LocalGenerator",
+    "gemma_path",
+    "Judgement",
+    "LLMJudge",
+    "backoff_delay",
+]
+
+GENERATORS: dict[str, Callable[..., Generator]] = {
+    "extractive": ExtractiveGenerator.from_config,
+    "local": LocalGenerator.from_config,
+    "anthropic": AnthropicGenerator.from_config,
+}
+
+
+def make_generator(
+    config: GenerationConfig, *, model: str | None = None, embedder: Embedder | None = None
+) -> Generator:
+    """The generator `config.kind` names.
+
+    Args:
+        config: the generation config.
+        model: overrides `config.model` (e.g. a router's choice).
+        embedder: the pipeline's embedder, reused by the extractive generator's scorer.
+
+    Raises:
+        ValueError: an unknown kind (the message lists every known one).
+        MissingAPIKeyError: kind "anthropic" without a key.
+        ImportError: kind "local" without the `local` extra.
+    """
+    try:
+        factory = GENERATORS[config.kind]
+    except KeyError:
+        raise ValueError(f"unknown generator {config.kind!r}; choose one of {sorted(GENERATORS)}") from None
+    return factory(config, model=model, embedder=embedder)

@@ -1,0 +1,127 @@
+"""The generator contract, its errors, and the prompts every generator builds on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..types import Answer, Hit
+
+__all__ = [
+    "Generator",
+    "MissingAPIKeyError",
+    "GenerationError",
+    "SYSTEM_PROMPT",
+    "NO_CONTEXT",
+    "Prompt",
+    "build_prompt",
+    "completion_prompt",
+    "parse_citations",
+]
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered context passages you are given. "
+    "After each sentence, cite the passages that support it by their numbers in square brackets, "
+    "like [1] or [2][3]. If the passages do not contain the answer, say that you do not know "
+    "instead of guessing. Answer concisely, in plain prose."
+)
+NO_CONTEXT = "No passages were retrieved for this question, so I cannot answer it."
+_CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+
+
+class Generator(Protocol):
+    """Answers a query from retrieved context; `on_text` receives streamed pieces of the text."""
+
+    def generate(
+        self, query: str, context: Sequence[Hit], *, on_text: Callable[[str], None] | None = None
+    ) -> Answer: ...
+
+
+class MissingAPIKeyError(RuntimeError):
+    """No Anthropic API key is configured."""
+
+
+class GenerationError(RuntimeError):
+    """Every attempt on every model failed, or the request itself is invalid."""
+
+
+# --- prompts ------------------------------------------------------------------------------------
+
+
+def _passages(context: Sequence[Hit]) -> str:
+    return "\n\n".join(f'<passage n="{i}">\n{hit.chunk.text}\n</passage>' for i, hit in enumerate(context, 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prompt:
+    """A Messages API prompt: system blocks (cached instructions, then passages) and messages."""
+
+    system: tuple[Mapping[str, Any], ...]
+    messages: tuple[Mapping[str, Any], ...]
+
+
+def build_prompt(
+    query: str,
+    context: Sequence[Hit],
+    *,
+    history: Sequence[tuple[str, str]] = (),
+    instructions: str = "",
+    caching: bool = True,
+    cache_ttl: str = "5m",
+) -> Prompt:
+    """Assemble the prompt: instructions, passages, then history turns and the question.
+
+    The instructions are the static prefix; with `caching` their block carries
+    `cache_control` (ephemeral, `cache_ttl` "5m" or "1h") so repeated calls read it from the
+    prompt cache. Passages change with every query, so they follow the breakpoint.
+
+    Args:
+        query: the question.
+        context: the hits to answer from, numbered 1.. in order.
+        history: earlier (user, assistant) turns, oldest first.
+        instructions: the system instructions; "" uses `SYSTEM_PROMPT`.
+        caching: mark the instructions for prompt caching.
+        cache_ttl: the cache lifetime, "5m" or "1h".
+
+    Raises:
+        ValueError: an unknown `cache_ttl` or an empty query.
+    """
+    if not query.strip():
+        raise ValueError("the query is empty; ask a question")
+    if cache_ttl not in ("5m", "1h"):
+        raise ValueError(f"unknown cache_ttl {cache_ttl!r}; choose one of ['1h', '5m']")
+    head: dict[str, Any] = {"type": "text", "text": instructions or SYSTEM_PROMPT}
+    if caching:
+        head["cache_control"] = {"type": "ephemeral", "ttl": cache_ttl}
+    passages = _passages(context) if context else "(no passages were retrieved)"
+    system = (head, {"type": "text", "text": f"Context passages:\n\n{passages}"})
+    messages: list[Mapping[str, Any]] = []
+    for user, assistant in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    messages.append({"role": "user", "content": query})
+    return Prompt(system=system, messages=tuple(messages))
+
+
+def completion_prompt(query: str, context: Sequence[Hit]) -> str:
+    """A plain completion prompt for a base model (no chat template): passages, question, "Answer:"."""
+    passages = "\n\n".join(f"[{i}] {hit.chunk.text.strip()}" for i, hit in enumerate(context, 1))
+    return (
+        "Answer the question using only the numbered passages, and cite them like [1].\n\n"
+        f"Passages:\n{passages}\n\nQuestion: {query.strip()}\nAnswer:"
+    )
+
+
+def parse_citations(text: str, context: Sequence[Hit]) -> tuple[str, ...]:
+    """Chunk ids cited in `text` as "[n]" or "[n, m]", in order of first citation.
+
+    Numbers outside 1..len(context) cite nothing and are dropped.
+    """
+    ids: list[str] = []
+    for group in _CITATION_GROUP.findall(text):
+        for number in re.split(r"[,;]", group):
+            n = int(number)
+            if 1 <= n <= len(context):
+                ids.append(context[n - 1].chunk.id)
+    return tuple(dict.fromkeys(ids))
