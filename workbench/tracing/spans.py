@@ -2,7 +2,7 @@
 
 A request's own thread only notes a trace id, nanosecond timestamps and references to the
 values passed to `record`/`end` (a few microseconds per span: the pipeline ends its stages with
-`span.end(...)` rather than `with`, which costs a third more per stage). One context variable
+`span.end(...)` rather than `with`: a BM25 search measured +15.6 us against +23.2 us). One context variable
 holds the open request; stages are its children. A background thread (`recorder`) turns each
 finished request into OpenTelemetry SDK spans (`ReadableSpan`s: GenAI attributes, prompts and answers,
 redacted), writes them to the trace store one batch per transaction and hands them to the
