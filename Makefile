@@ -20,7 +20,7 @@ $(VENV)/.core: pyproject.toml
 # Everything the tests need: dev tools and every optional extra (llama-cpp-python compiles
 # from source on first install, about 4 minutes).
 $(VENV)/.full: $(VENV)/.core
-	$(PIP) -e '.[dev,local,ray,mlflow]'
+	$(PIP) -e '.[dev,local,ray,mlflow,vectordb]'
 	touch $@
 
 run: $(VENV)/.core

@@ -135,18 +135,28 @@ def _intersection(a: list[Interval], b: list[Interval]) -> int:
 
 @dataclass(frozen=True)
 class SpanScores:
-    """Character-level recall, precision and IoU of retrieved text against reference text."""
+    """Character-level recall, precision and IoU of retrieved text against reference text.
+
+    `precision` and `iou` follow Chroma's chunking evaluation: every retrieved chunk's characters
+    count, so text shared by overlapping chunks counts once per chunk, as the model receives it.
+    `unique_precision` and `unique_iou` count each retrieved character once. Without overlapping
+    chunks the two pairs are equal.
+    """
 
     recall: float
     precision: float
     iou: float
+    unique_precision: float
+    unique_iou: float
 
 
 def span_scores(retrieved: Sequence[Span], references: Sequence[Span]) -> SpanScores:
     """Character-level recall, precision and IoU of retrieved spans against reference spans.
 
-    Overlapping retrieved chunks count their shared characters once. recall = |R & G| / |G|,
-    precision = |R & G| / |R|, iou = |R & G| / |R | G| (Chroma's chunking evaluation).
+    With R the retrieved spans, G the union of the references and |R| the sum of the retrieved
+    spans' lengths (Chroma's `_scores_from_dataset_and_retrievals`): recall = |U(R) & G| / |G|,
+    precision = |U(R) & G| / |R|, iou = |U(R) & G| / (|R| + |G - U(R)|). The `unique_` pair
+    replaces |R| by |U(R)|, which makes iou the plain |U(R) & G| / |U(R) | G|.
 
     Raises:
         ValueError: no reference spans (nothing to score against).
@@ -158,15 +168,17 @@ def span_scores(retrieved: Sequence[Span], references: Sequence[Span]) -> SpanSc
     for doc in docs:
         r = _union((s.start, s.end) for s in retrieved if s.doc_id == doc)
         g = _union((s.start, s.end) for s in references if s.doc_id == doc)
-        shared = _intersection(r, g)
-        inter += shared
+        inter += _intersection(r, g)
         got += _length(r)
         want += _length(g)
-    union = got + want - inter
+    sent = sum(max(0, s.end - s.start) for s in retrieved)  # overlaps counted once per chunk
+    missed = want - inter
     return SpanScores(
         recall=inter / want if want else 0.0,
-        precision=inter / got if got else 0.0,
-        iou=inter / union if union else 0.0,
+        precision=inter / sent if sent else 0.0,
+        iou=inter / (sent + missed) if sent + missed else 0.0,
+        unique_precision=inter / got if got else 0.0,
+        unique_iou=inter / (got + missed) if got + missed else 0.0,
     )
 
 
