@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from workbench.generation import (  # noqa: E402
     MissingAPIKeyError,
     backoff_delay,
     build_prompt,
+    cited_passages,
     completion_prompt,
     make_generator,
     parse_citations,
@@ -107,6 +109,34 @@ def test_parse_citations_maps_numbers_to_chunk_ids_in_first_cited_order():
     text = "Everest is high [2]. Paris has a tower [1][2]. Also [3, 1] and [9]."
     assert parse_citations(text, CONTEXT) == ("doc:2", "doc:1", "doc:3")
     assert parse_citations("no marks", CONTEXT) == ()
+
+
+def test_a_citation_keeps_the_number_its_marker_has_in_the_text():
+    for text in ("Paris [1]. Python [3].", "Python [3]. Everest [2][1].", "Only [2]. And [9]."):
+        citations = parse_citations(text, CONTEXT)
+        entries = cited_passages(citations, CONTEXT)
+        markers = [int(m) for m in re.findall(r"\[(\d)\]", text) if int(m) <= len(CONTEXT)]
+        assert [n for n, _ in entries] == list(dict.fromkeys(markers))
+        assert all(hit is not None and hit.chunk.id == cid for (_, hit), cid in zip(entries, citations))
+    assert cited_passages(("elsewhere:1",), CONTEXT) == ((0, None),)
+
+
+@pytest.mark.parametrize("text", [
+    "experimental investigation of the aerodynamics of a wing . " * 40,  # tokenised, lowercase (Cranfield)
+    "word " * 2000,  # no punctuation at all
+    "aerodynamics,wing;" * 400,  # words, but not a single space
+    "Short one. " + "and then it goes on and on, " * 300 + "end.",
+])
+def test_extractive_answers_keep_to_the_sentence_count_and_length_budget(text):
+    from workbench.generation.offline import MAX_SENTENCE_CHARS
+
+    context = [hit(1, text), hit(2, text.upper())]
+    for sentences in (1, 3):
+        gen = ExtractiveGenerator(sentences=sentences, scorer="lexical")
+        answer = gen.generate("aerodynamics of a wing and word", context)
+        marks = re.findall(r" \[\d\]", answer.text)
+        assert 1 <= len(marks) <= sentences
+        assert len(answer.text) <= sentences * (MAX_SENTENCE_CHARS + 6)
 
 
 def test_completion_prompt_for_a_base_model_has_no_chat_template():

@@ -6,6 +6,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
 from workbench.config import ConfigError, EmbeddingConfig, RetrievalConfig
@@ -271,7 +273,8 @@ def test_reciprocal_rank_fusion_hand_computed():
     sparse = hits_of(("c", 12.0), ("d", 5.0), ("a", 1.0))
     fused = reciprocal_rank_fusion(dense, sparse, rrf_k=60)
     expected = {"a": 1 / 61 + 1 / 63, "c": 1 / 63 + 1 / 61, "b": 1 / 62, "d": 1 / 62}
-    assert [h.chunk.id for h in fused] == ["a", "c", "b", "d"]  # ties keep first-seen order
+    assert [h.chunk.id for h in fused] == ["a", "c", "b", "d"]  # ties: best rank (1 each), then id
+    assert [h.chunk.id for h in reciprocal_rank_fusion(sparse, dense, rrf_k=60)] == ["a", "c", "b", "d"]
     assert [h.score for h in fused] == pytest.approx([expected[h.chunk.id] for h in fused])
     assert [h.rank for h in fused] == [1, 2, 3, 4]
     assert [h.chunk.id for h in reciprocal_rank_fusion(dense, [], rrf_k=1)] == ["a", "b", "c"]
@@ -288,6 +291,18 @@ def test_weighted_score_fusion_hand_computed():
     assert [h.score for h in flat] == [0.5, 0.5]
     with pytest.raises(ValueError, match="dense_weight=1.5"):
         weighted_score_fusion(dense, sparse, dense_weight=1.5)
+
+
+@given(st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
+       st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
+       st.integers(1, 80))
+def test_fusion_order_never_depends_on_which_list_comes_first(first, second, rrf_k):
+    a = hits_of(*[(cid, 1.0 - i / 20) for i, cid in enumerate(first)])
+    b = hits_of(*[(cid, 9.0 - i) for i, cid in enumerate(second)])
+    ids = lambda hits: [(h.chunk.id, h.score) for h in hits]  # noqa: E731
+    assert ids(reciprocal_rank_fusion(a, b, rrf_k=rrf_k)) == ids(reciprocal_rank_fusion(b, a, rrf_k=rrf_k))
+    same = hits_of(*[(cid, 1.0 - i / 20) for i, cid in enumerate(second)])
+    assert ids(weighted_score_fusion(a, same, dense_weight=0.5)) == ids(weighted_score_fusion(same, a, dense_weight=0.5))
 
 
 def test_fusion_table_passes_the_config_parameters():

@@ -200,13 +200,15 @@ __all__ += [
 _SENTENCE_END = re.compile(
     r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
     r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#>\d])"
+    r"|(?<=\s[.!?])\s+"  # punctuation set off by spaces, as in tokenised text ("... slipstream . an ...")
 )
 _CITATION = re.compile(r"\s*\[([^\[\]\n]{1,200})\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`: split after . ! ? before a capital or digit, at blank lines and list items."""
+    """Sentences of `text`: split after . ! ? before a capital or digit, after a free-standing . ! ?
+    (tokenised text), at blank lines and list items."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 

@@ -24,6 +24,7 @@ from .base import (
     MissingAPIKeyError,
     Prompt,
     build_prompt,
+    cited_passages,
     completion_prompt,
     parse_citations,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "build_prompt",
     "completion_prompt",
     "parse_citations",
+    "cited_passages",
     "anthropic_client",
     "MissingAPIKeyError",
     "GenerationError",

@@ -19,6 +19,7 @@ __all__ = [
     "build_prompt",
     "completion_prompt",
     "parse_citations",
+    "cited_passages",
 ]
 
 SYSTEM_PROMPT = (
@@ -125,3 +126,13 @@ def parse_citations(text: str, context: Sequence[Hit]) -> tuple[str, ...]:
             if 1 <= n <= len(context):
                 ids.append(context[n - 1].chunk.id)
     return tuple(dict.fromkeys(ids))
+
+
+def cited_passages(citations: Sequence[str], context: Sequence[Hit]) -> tuple[tuple[int, Hit | None], ...]:
+    """Each cited chunk with the passage number the answer's markers use for it (its place in `context`).
+
+    So a list of citations shows "[3]" for the passage the text cites as [3]; a cited id that is
+    not in the context comes with the number 0 and no hit.
+    """
+    numbers = {hit.chunk.id: n for n, hit in enumerate(context, 1)}
+    return tuple((numbers.get(cid, 0), context[numbers[cid] - 1] if cid in numbers else None) for cid in citations)

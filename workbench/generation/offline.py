@@ -46,11 +46,24 @@ def _lexical_scores(query: str, sentences: Sequence[str]) -> list[float]:
     return scores
 
 
+MAX_SENTENCE_CHARS = 300
+
+
+def _within_budget(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> str:
+    """`sentence`, or its first words up to `limit` characters and "…" when it is longer."""
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[:limit].rsplit(" ", 1)[0] if " " in sentence[:limit] else sentence[:limit]
+    return cut.rstrip(" ,;:") + "…"
+
+
 class ExtractiveGenerator:
     """No model: the context sentences most similar to the query, each citing its passage.
 
     `scorer` is "lexical" (cosine of content-word counts) or "embedding" (cosine of sentence
-    embeddings from `embedder`, the pipeline's by default the packaged MiniLM).
+    embeddings from `embedder`, the pipeline's by default the packaged MiniLM). At most
+    `sentences` sentences, each cut to `MAX_SENTENCE_CHARS` characters at a word boundary, so
+    text that no splitter can split (one long run-on passage) never becomes a wall of text.
     """
 
     def __init__(self, *, sentences: int = 3, scorer: str = "embedding", embedder: Embedder | None = None) -> None:
@@ -95,7 +108,7 @@ class ExtractiveGenerator:
             scores = self._scores(query, [s for _, s in candidates])
             order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i][0], i))
             chosen = [candidates[i] for i in order[: self.sentences]]
-            text = " ".join(f"{strip_citations(s)} [{n}]" for n, s in chosen)
+            text = " ".join(f"{_within_budget(strip_citations(s))} [{n}]" for n, s in chosen)
             citations = tuple(dict.fromkeys(context[n - 1].chunk.id for n, _ in chosen))
         if on_text is not None:
             on_text(text)

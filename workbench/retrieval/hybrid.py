@@ -25,8 +25,8 @@ def reciprocal_rank_fusion(dense: Sequence[Hit], sparse: Sequence[Hit], *, rrf_k
         rrf_k: the damping constant; 60 in the paper.
 
     Returns:
-        Every chunk of either list, best first, ranked 1..n; ties keep first-seen order
-        (the dense list, then the sparse one).
+        Every chunk of either list, best first, ranked 1..n; ties broken as `_fuse` says, so
+        swapping the two lists never changes the order.
     """
     return _fuse([(dense, lambda h: 1.0 / (rrf_k + h.rank)), (sparse, lambda h: 1.0 / (rrf_k + h.rank))])
 
@@ -50,7 +50,7 @@ def weighted_score_fusion(dense: Sequence[Hit], sparse: Sequence[Hit], *, dense_
         dense_weight: w, in [0, 1].
 
     Returns:
-        Every chunk of either list, best first, ranked 1..n; ties keep first-seen order.
+        Every chunk of either list, best first, ranked 1..n; ties broken as `_fuse` says.
     """
     if not 0.0 <= dense_weight <= 1.0:
         raise ValueError(f"dense_weight={dense_weight} must lie in [0, 1]")
@@ -59,13 +59,21 @@ def weighted_score_fusion(dense: Sequence[Hit], sparse: Sequence[Hit], *, dense_
 
 
 def _fuse(parts: Sequence[tuple[Sequence[Hit], Callable[[Hit], float]]]) -> list[Hit]:
+    """Sum each chunk's contributions; rank by score, ties by best rank in any list, then chunk id.
+
+    The tie-break depends only on the hits, never on which list came first: with argument order
+    as the tie-break, swapping dense and sparse moved Cranfield's nDCG@10 by 0.008.
+    """
     chunks: dict[str, Chunk] = {}
     scores: dict[str, float] = {}
+    best: dict[str, int] = {}
     for hits, contribution in parts:
         for hit in hits:
-            chunks.setdefault(hit.chunk.id, hit.chunk)
-            scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + contribution(hit)
-    ranked = sorted(scores, key=scores.__getitem__, reverse=True)  # stable: ties keep first-seen order
+            cid = hit.chunk.id
+            chunks.setdefault(cid, hit.chunk)
+            scores[cid] = scores.get(cid, 0.0) + contribution(hit)
+            best[cid] = min(best.get(cid, hit.rank), hit.rank)
+    ranked = sorted(scores, key=lambda cid: (-scores[cid], best[cid], cid))
     return [Hit(chunk=chunks[cid], score=scores[cid], rank=r) for r, cid in enumerate(ranked, 1)]
 
 
