@@ -100,3 +100,164 @@ def test_threshold_sweep_with_the_real_embedder(embedder):
                             embed=embedder.embed)
     assert sweep.hit_rate[0] >= sweep.hit_rate[1] >= sweep.hit_rate[2] == 0.0
     assert sweep.wrong_rate[1] == 0.0 and sweep.hit_rate[1] == 0.25  # only the paraphrase hits at 0.8
+
+
+# --- the cache in the answer path -------------------------------------------------------------
+
+from workbench import tracing  # noqa: E402
+from workbench.config import (  # noqa: E402
+    ConfigError,
+    PipelineConfig,
+    ResponseCacheConfig,
+    config_hash,
+    replace_path,
+)
+from workbench.datasets import Dataset  # noqa: E402
+from workbench.experiment import build_pipeline  # noqa: E402
+from workbench.response_cache import (  # noqa: E402
+    ResponseCacheError,
+    cache_scope,
+    corpus_version,
+    shares_relevance,
+)
+from workbench.types import Document, Span  # noqa: E402
+
+DOCS = (
+    Document(id="everest", text="Mount Everest is 8,849 metres high. It lies in the Himalaya on the Nepal border."),
+    Document(id="python", text="Python was created by Guido van Rossum. Its first release came in 1991."),
+    Document(id="linux", text="Linux was written by Linus Torvalds in 1991 as a free kernel."),
+)
+
+
+def tiny(docs=DOCS) -> Dataset:
+    return Dataset(name="tiny", documents=docs, queries={"q": "How high is Mount Everest?"})
+
+
+def cached_config(tmp_path, **cache) -> PipelineConfig:
+    config = PipelineConfig(name="cached")
+    for path, value in {"retrieval.kind": "bm25", "retrieval.k": 3, "generation.kind": "extractive",
+                        "generation.extractive_scorer": "lexical", "chunking.method": "none"}.items():
+        config = replace_path(config, path, value)
+    return replace_path(config, "response_cache", ResponseCacheConfig(path=str(tmp_path / "r.sqlite"), **cache))
+
+
+def test_a_repeat_is_served_from_the_cache_marked_and_free(tmp_path):
+    pipeline = build_pipeline(cached_config(tmp_path, mode="exact"), tiny())
+    store = tracing.enable_tracing(tmp_path / "runs.sqlite", otlp=False)
+    try:
+        first = pipeline.answer("How high is Mount Everest?")
+        first_id = tracing.last_trace_id()
+        streamed: list[str] = []
+        again = pipeline.answer("  how high is MOUNT everest? ", on_text=streamed.append)
+        again_id = tracing.last_trace_id()
+        assert tracing.flush()
+    finally:
+        tracing.disable_tracing()
+    assert first.cache_hit is None and len(first.attempts) == 1 and first.hits
+    assert again.cache_hit is not None and again.cache_hit.kind == "exact"
+    assert again.cache_hit.matched_query == "How high is Mount Everest?"
+    assert again.answer.text == first.answer.text and again.answer.citations == first.answer.citations
+    assert again.attempts == () and again.hits == () and again.answer.usage.cost_usd == 0.0
+    assert again.answer.usage.input_tokens == again.answer.usage.output_tokens == 0
+    assert streamed == [first.answer.text]
+    assert {s.name for s in store.spans(again_id)} == {"answer", "response_cache"}
+    spans = {s.name: s.attributes for s in store.spans(again_id)}
+    assert spans["response_cache"]["workbench.response_cache.hit"] is True
+    assert spans["response_cache"]["workbench.response_cache.kind"] == "exact"
+    missed = {s.name: s.attributes for s in store.spans(first_id)}
+    assert missed["response_cache"]["workbench.response_cache.hit"] is False and "generate" in missed
+
+
+def test_reingesting_or_another_config_retires_answers_but_a_new_threshold_does_not(tmp_path):
+    config = cached_config(tmp_path, mode="exact")
+    build_pipeline(config, tiny()).answer("Who created Python?")
+    assert build_pipeline(config, tiny()).answer("Who created Python?").cache_hit is not None
+    edited = (DOCS[0], Document(id="python", text="Python was created by Guido van Rossum in 1989."), DOCS[2])
+    assert build_pipeline(config, tiny(edited)).answer("Who created Python?").cache_hit is None
+    assert build_pipeline(replace_path(config, "retrieval.k", 2), tiny()).answer("Who created Python?").cache_hit is None
+    looser = replace_path(config, "response_cache.threshold", 0.5)
+    assert cache_scope(looser, "v") == cache_scope(config, "v") != cache_scope(config, "w")
+    assert build_pipeline(looser, tiny()).answer("Who created Python?").cache_hit is not None
+    # the cache settings enter the run hash only when set, so earlier runs keep their hash
+    assert config_hash(replace_path(config, "response_cache", ResponseCacheConfig())) != config_hash(config)
+    plain = PipelineConfig()
+    assert config_hash(plain) == config_hash(replace_path(plain, "response_cache.ttl_s", 86400.0))
+
+
+def test_corpus_version_sees_every_chunk_change(tmp_path):
+    chunks = build_pipeline(cached_config(tmp_path), tiny()).chunks
+    v = corpus_version(chunks)
+    assert len(v) == 16 and corpus_version(chunks) == v
+    assert corpus_version(chunks[:-1]) != v
+
+
+def test_entries_expire_after_the_ttl(tmp_path):
+    now = [1000.0]
+    with ResponseCache(tmp_path / "c.sqlite", ttl_s=60, clock=lambda: now[0]) as cache:
+        cache.put("q", answer("a"))
+        now[0] += 59
+        hit = cache.get("q")
+        assert hit is not None and hit.age_s == pytest.approx(59)
+        now[0] += 2
+        assert cache.get("q") is None
+    with pytest.raises(ValueError, match="ttl_s=-1"):
+        ResponseCache(tmp_path / "c.sqlite", ttl_s=-1)
+
+
+def test_config_rejects_a_bad_threshold_mode_or_ttl():
+    with pytest.raises(ConfigError, match=r"response_cache.threshold=1.2 must lie in \[0, 1\]"):
+        ResponseCacheConfig(threshold=1.2)
+    with pytest.raises(ConfigError, match=r"response_cache.threshold=-0.1"):
+        ResponseCacheConfig(threshold=-0.1)
+    with pytest.raises(ConfigError, match="unknown response_cache.mode 'fuzzy'"):
+        ResponseCacheConfig(mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="ttl_s=-5"):
+        ResponseCacheConfig(ttl_s=-5)
+
+
+class Named:
+    """A real (tiny) embedder: a fixed model id, bag-of-letters vectors."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def embed_query(self, text: str) -> np.ndarray:
+        v = np.zeros(26, dtype=np.float32)
+        for ch in text.lower():
+            if "a" <= ch <= "z":
+                v[ord(ch) - 97] += 1
+        return v
+
+
+def test_a_file_of_another_embedding_model_is_refused(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path, embedder=Named("model-a"), threshold=0.9) as cache:  # type: ignore[arg-type]
+        cache.put("How high is Everest?", answer("8,849 m [1]"))
+        assert cache.get("how high is everest ?").kind == "semantic"
+    with pytest.raises(ResponseCacheError, match=r"model 'model-a', not 'model-b'; set response_cache.path"):
+        ResponseCache(path, embedder=Named("model-b"), threshold=0.9)  # type: ignore[arg-type]
+    with ResponseCache(path) as exact_only:  # exact lookups compare no vectors: any model may read
+        assert exact_only.get("How high is Everest?").kind == "exact"
+    with ResponseCache(path, embedder=Named("model-a"), threshold=0.9) as again:  # type: ignore[arg-type]
+        assert len(again) == 1
+
+
+def test_shares_relevance_by_qrels_and_by_overlapping_spans():
+    docs = (Document(id="a", text="x" * 100), Document(id="b", text="y" * 100))
+    spans = Dataset(name="s", documents=docs, queries={"1": "one", "2": "two", "3": "three"},
+                    spans={"1": (Span(doc_id="a", start=0, end=20),), "2": (Span(doc_id="a", start=15, end=40),),
+                           "3": (Span(doc_id="a", start=50, end=60),)},
+                    qrels={"1": {"a": 1}, "2": {"a": 1}, "3": {"a": 1}})
+    agree = shares_relevance(spans)
+    assert agree("1", "2") and not agree("1", "3") and agree("3", "3")  # same document is not enough
+    qrels = Dataset(name="q", documents=docs, queries={"1": "one", "2": "two", "3": "three"},
+                    qrels={"1": {"a": 1, "b": 0}, "2": {"a": 2}, "3": {"b": 1}})
+    agree = shares_relevance(qrels)
+    assert agree("1", "2") and not agree("1", "3")  # grade 0 is not relevant
+    vectors = {"one": [1.0, 0.0], "two": [0.8, 0.6], "three": [0.6, 0.8]}
+    sweep = threshold_sweep(["one", "two", "three"], ["1", "2", "3"], [0.5, 0.9],
+                            embed=lambda t: np.array([vectors[x] for x in t]), agree=agree)
+    assert sweep.hit_rate == (2 / 3, 1 / 3) and sweep.wrong_rate == (1 / 3, 1 / 3)
+    assert sweep.choose(max_wrong_rate=0.5) == (0.5, 2 / 3, 1 / 3)
+    with pytest.raises(ValueError, match="no threshold"):
+        sweep.choose(max_wrong_rate=0.1)

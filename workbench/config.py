@@ -24,6 +24,8 @@ __all__ = [
     "GenerationConfig",
     "EvaluationConfig",
     "PipelineConfig",
+    "ResponseCacheConfig",
+    "BudgetConfig",
     "ConfigError",
     "from_dict",
     "to_dict",
@@ -323,6 +325,48 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ResponseCacheConfig:
+    """Answer reuse in `Pipeline.answer`: "off", "exact" (normalised question) or "semantic"
+    (embedding cosine >= `threshold`); entries older than `ttl_s` seconds are never served
+    (0 = no expiry). `path` is the SQLite file ("" = `responses.sqlite` in the cache folder)."""
+
+    mode: Literal["off", "exact", "semantic"] = "off"
+    threshold: float = 0.9
+    ttl_s: float = 86400.0
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        _choice("response_cache.mode", self.mode, _literal_options(ResponseCacheConfig, "mode"))
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(
+                f"response_cache.threshold={self.threshold} must lie in [0, 1] (a cosine similarity); "
+                "benchmarks/response_cache.py measures hit and wrong-hit rates per threshold"
+            )
+        if self.ttl_s < 0:
+            raise ConfigError(f"response_cache.ttl_s={self.ttl_s} must be >= 0 (0 = entries never expire)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetConfig:
+    """Per-request token budget enforced when the prompt is assembled (0 = no limit).
+
+    `context_tokens` caps the passages (lowest-ranked dropped first), `history_tokens` the
+    conversation history; beyond it history is summarised by the generator or truncated
+    (`history_overflow`). The output budget is `generation.max_tokens`.
+    """
+
+    context_tokens: int = 0
+    history_tokens: int = 0
+    history_overflow: Literal["truncate", "summarise"] = "truncate"
+
+    def __post_init__(self) -> None:
+        _choice("budget.history_overflow", self.history_overflow, _literal_options(BudgetConfig, "history_overflow"))
+        for name in ("context_tokens", "history_tokens"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"budget.{name}={getattr(self, name)} must be >= 0 (0 = no limit)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     """One complete pipeline: every stage's config. `name` is a label, not part of the hash."""
 
@@ -334,6 +378,8 @@ class PipelineConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    response_cache: ResponseCacheConfig = field(default_factory=ResponseCacheConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 
 T = TypeVar("T")
@@ -403,7 +449,11 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 # Fields added after runs were stored under their config's hash: left out of the hash while
 # they hold this default, so a config that does not use them keeps the hash it always had.
-_HASHED_ONLY_WHEN_SET: Mapping[str, Any] = {"generation.batch_share": 0.0}
+_HASHED_ONLY_WHEN_SET: Mapping[str, Any] = {
+    "generation.batch_share": 0.0,
+    "response_cache": dataclasses.asdict(ResponseCacheConfig()),
+    "budget": dataclasses.asdict(BudgetConfig()),
+}
 
 
 def config_hash(config: PipelineConfig) -> str:
@@ -415,7 +465,10 @@ def config_hash(config: PipelineConfig) -> str:
     data.pop("name", None)
     for dotted, default in _HASHED_ONLY_WHEN_SET.items():
         section, _, key = dotted.partition(".")
-        if data[section][key] == default:
+        if not key:  # a whole section
+            if data[section] == default:
+                del data[section]
+        elif data[section][key] == default:
             del data[section][key]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -3,52 +3,82 @@
 Exact lookups match the question after collapsing whitespace and case. Semantic lookups
 embed the question and reuse the stored answer of the most similar earlier question when
 the cosine similarity reaches `threshold`. A semantic hit can serve an answer to a different
-question, so the cache logs every answer it served (`served`), and `threshold_sweep` shows on
-labelled questions how many hits, and how many wrong answers, each threshold gives.
+question, so the cache logs every answer it served (`served`), and `threshold_sweep` measures,
+over a query log, how many hits and how many wrong answers each threshold gives.
 
 Entries persist in SQLite (WAL mode, one transaction per write, so readers never see a part),
-partitioned by `scope` (e.g. a config hash and model) so pipelines never share answers.
+partitioned by `scope`: `cache_scope` builds it from the config hash and the index's corpus
+version (a fingerprint of the chunks), so re-ingesting documents retires stale answers. Entries
+older than `ttl_s` are never served. A file holds the vectors of one embedding model only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .config import PipelineConfig, ResponseCacheConfig, config_hash
 from .io import cache_dir
-from .types import Answer, Usage
+from .types import Answer, Chunk, Usage
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .datasets import Dataset
     from .embedding import Embedder
 
 __all__ = [
     "ResponseCache",
+    "ResponseCacheError",
     "CacheHit",
     "CacheStats",
     "ServedAnswer",
     "ThresholdSweep",
     "threshold_sweep",
     "normalize_query",
+    "corpus_version",
+    "cache_scope",
+    "open_response_cache",
+    "shares_relevance",
 ]
 
 log = logging.getLogger(__name__)
 
 
+class ResponseCacheError(ValueError):
+    """The cache file cannot serve this pipeline; the message names the file and the fix."""
+
+
 def normalize_query(query: str) -> str:
     """The exact-match key of a question: case-folded, whitespace collapsed."""
     return " ".join(query.casefold().split())
+
+
+def corpus_version(chunks: Sequence[Chunk]) -> str:
+    """A fingerprint of an index's chunks (ids, documents, offsets, text), 16 hex characters."""
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(json.dumps([c.id, c.doc_id, c.start, c.end, c.text]).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_scope(config: PipelineConfig, version: str) -> str:
+    """The partition a pipeline reads and writes: its config hash (the cache settings left out,
+    so a new threshold keeps the answers) and the corpus version of its index."""
+    plain = dataclasses.replace(config, response_cache=ResponseCacheConfig())
+    return f"{config_hash(plain)}:{version}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +89,7 @@ class CacheHit:
     kind: Literal["exact", "semantic"]
     similarity: float
     matched_query: str
+    age_s: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,9 +135,12 @@ class ResponseCache:
         threshold: cosine similarity at or above which a similar question's answer is served;
             None for exact matching only.
         scope: the partition to read and write (answers of other scopes are never served).
+        ttl_s: entries older than this many seconds are not served (0: no expiry).
+        clock: seconds since the epoch (injectable for tests).
 
     Raises:
-        ValueError: `threshold` outside [-1, 1], or set without an `embedder`.
+        ValueError: `threshold` outside [0, 1], set without an `embedder`, or a negative `ttl_s`.
+        ResponseCacheError: the file holds vectors of another embedding model.
     """
 
     def __init__(
@@ -116,20 +150,27 @@ class ResponseCache:
         embedder: Embedder | None = None,
         threshold: float | None = None,
         scope: str = "",
+        ttl_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if threshold is not None:
-            if not -1.0 <= threshold <= 1.0:
-                raise ValueError(f"threshold={threshold} must lie in [-1, 1] (a cosine similarity), or be None")
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold={threshold} must lie in [0, 1] (a cosine similarity), or be None")
             if embedder is None:
                 raise ValueError("a semantic cache (threshold set) needs an embedder; pass embedder=load_embedder()")
+        if ttl_s < 0:
+            raise ValueError(f"ttl_s={ttl_s} must be >= 0 (0 = entries never expire)")
         self.path = Path(path) if path is not None else cache_dir() / "responses.sqlite"
         self.embedder = embedder
         self.threshold = threshold
         self.scope = scope
+        self.ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._served: list[ServedAnswer] = []
         self._lookups = self._exact = self._semantic = 0
         self._ids: list[int] = []
+        self._created = np.zeros(0)
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._seen_rowid = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +181,7 @@ class ResponseCache:
             log.warning("response cache %s is unreadable (%s); moved it to %s", self.path, exc, aside)
             os.replace(self.path, aside)
             self._conn = self._open()
+        self._check_model()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
@@ -149,7 +191,22 @@ class ResponseCache:
             "key TEXT NOT NULL, query TEXT NOT NULL, answer TEXT NOT NULL, model TEXT, vector BLOB, "
             "created REAL NOT NULL, UNIQUE (scope, key))"
         )
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         return conn
+
+    def _check_model(self) -> None:
+        """Bind the file to one embedding model: vectors of two models are not comparable."""
+        if self._model_id is None:
+            return
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_model', ?)", (self._model_id,))
+            stored = self._conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()[0]
+        if stored != self._model_id:
+            self._conn.close()
+            raise ResponseCacheError(
+                f"response cache {str(self.path)!r} holds question vectors of embedding model {stored!r}, "
+                f"not {self._model_id!r}; set response_cache.path to another file, or delete this one"
+            )
 
     @property
     def _model_id(self) -> str | None:
@@ -187,7 +244,8 @@ class ResponseCache:
         vector = None
         if self.embedder is not None:
             vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32).tobytes()
-        row = (self.scope, normalize_query(query), query, _answer_to_json(answer), self._model_id, vector, time.time())
+        row = (self.scope, normalize_query(query), query, _answer_to_json(answer), self._model_id, vector,
+               self._clock())
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -202,17 +260,22 @@ class ResponseCache:
                 raise
             self._seen_rowid = 0  # a replaced row changes ids: reload the vectors on next lookup
 
+    def _fresh_after(self) -> float:
+        return self._clock() - self.ttl_s if self.ttl_s else -np.inf
+
     def get(self, query: str) -> CacheHit | None:
         """The cached answer for `query`: an exact match, else the most similar stored question
-        at or above the threshold, else None. Each call counts as one lookup."""
+        at or above the threshold, else None (expired entries never match). Each call counts
+        as one lookup."""
         with self._lock:
             self._lookups += 1
             row = self._conn.execute(
-                "SELECT query, answer FROM responses WHERE scope = ? AND key = ?", (self.scope, normalize_query(query))
+                "SELECT query, answer, created FROM responses WHERE scope = ? AND key = ? AND created >= ?",
+                (self.scope, normalize_query(query), self._fresh_after()),
             ).fetchone()
         if row is not None:
             return self._serve(query, CacheHit(answer=_answer_from_json(row[1]), kind="exact", similarity=1.0,
-                                               matched_query=row[0]))
+                                               matched_query=row[0], age_s=self._clock() - row[2]))
         if self.threshold is None or self.embedder is None:
             return None
         vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
@@ -220,18 +283,19 @@ class ResponseCache:
             self._refresh()
             if not self._ids:
                 return None
-            similarities = self._matrix @ vector
+            similarities = np.where(self._created >= self._fresh_after(), self._matrix @ vector, -np.inf)
             best = int(np.argmax(similarities))
             similarity = float(similarities[best])
             if similarity < self.threshold:
                 return None
             matched = self._conn.execute(
-                "SELECT query, answer FROM responses WHERE id = ?", (self._ids[best],)
+                "SELECT query, answer, created FROM responses WHERE id = ?", (self._ids[best],)
             ).fetchone()
         if matched is None:  # replaced by another process since the refresh
             return None
         return self._serve(query, CacheHit(answer=_answer_from_json(matched[1]), kind="semantic",
-                                           similarity=similarity, matched_query=matched[0]))
+                                           similarity=similarity, matched_query=matched[0],
+                                           age_s=self._clock() - matched[2]))
 
     def _refresh(self) -> None:
         """Load the scope's vectors when rows were added since the last load (lock held)."""
@@ -239,10 +303,11 @@ class ResponseCache:
         if newest == self._seen_rowid:
             return
         rows = self._conn.execute(
-            "SELECT id, vector FROM responses WHERE scope = ? AND model IS ? AND vector IS NOT NULL ORDER BY id",
-            (self.scope, self._model_id),
+            "SELECT id, vector, created FROM responses WHERE scope = ? AND model IS ? AND vector IS NOT NULL "
+            "ORDER BY id", (self.scope, self._model_id),
         ).fetchall()
         self._ids = [r[0] for r in rows]
+        self._created = np.array([r[2] for r in rows], dtype=float)
         vectors = [np.frombuffer(r[1], dtype=np.float32) for r in rows]
         self._matrix = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
         norms = np.linalg.norm(self._matrix, axis=1, keepdims=True) if vectors else None
@@ -259,6 +324,29 @@ class ResponseCache:
             self._served.append(ServedAnswer(query=query, matched_query=hit.matched_query, kind=hit.kind,
                                              similarity=hit.similarity, answer_text=hit.answer.text))
         return hit
+
+
+def open_response_cache(
+    config: PipelineConfig, version: str, embedder: Embedder | None
+) -> ResponseCache | None:
+    """The cache `config.response_cache` describes for a pipeline whose index has corpus
+    `version` (None when the mode is "off").
+
+    Raises:
+        ValueError: mode "semantic" without an embedder.
+        ResponseCacheError: the file holds vectors of another embedding model.
+    """
+    rc = config.response_cache
+    if rc.mode == "off":
+        return None
+    semantic = rc.mode == "semantic"
+    return ResponseCache(
+        rc.path or None, embedder=embedder if semantic else None, threshold=rc.threshold if semantic else None,
+        scope=cache_scope(config, version), ttl_s=rc.ttl_s,
+    )
+
+
+# --- measuring a threshold over a query log ---------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,31 +366,71 @@ class ThresholdSweep:
         return pd.DataFrame({"threshold": self.thresholds, "hit_rate": self.hit_rate,
                              "wrong_rate": self.wrong_rate, "precision": self.precision})
 
+    def choose(self, max_wrong_rate: float) -> tuple[float, float, float]:
+        """(threshold, hit rate, wrong rate) of the lowest threshold whose wrong-hit rate stays
+        at or under `max_wrong_rate` (the most hits that budget allows).
+
+        Raises:
+            ValueError: no threshold stays under the budget.
+        """
+        for t, h, w in sorted(zip(self.thresholds, self.hit_rate, self.wrong_rate, strict=True)):
+            if w <= max_wrong_rate:
+                return t, h, w
+        raise ValueError(
+            f"no threshold in {list(self.thresholds)} keeps the wrong-hit rate at or under {max_wrong_rate}; "
+            "try higher thresholds or accept more wrong hits"
+        )
+
+
+def shares_relevance(dataset: Dataset) -> Callable[[Hashable, Hashable], bool]:
+    """Whether a cached answer is right for another question of `dataset`, by its judgements.
+
+    Two query ids agree when they are equal, when they share a relevant document (qrels,
+    for sets without reference spans) or when their reference spans overlap (span sets:
+    sharing a document is too weak there, a handful of documents hold every answer).
+    """
+
+    def agree(a: Hashable, b: Hashable) -> bool:
+        if a == b:
+            return True
+        spans_a, spans_b = dataset.spans.get(a), dataset.spans.get(b)  # type: ignore[call-overload]
+        if spans_a and spans_b:
+            return any(x.doc_id == y.doc_id and x.start < y.end and y.start < x.end for x in spans_a for y in spans_b)
+        rel_a = {d for d, g in dataset.qrels.get(a, {}).items() if g > 0}  # type: ignore[call-overload]
+        rel_b = {d for d, g in dataset.qrels.get(b, {}).items() if g > 0}  # type: ignore[call-overload]
+        return bool(rel_a & rel_b)
+
+    return agree
+
 
 def threshold_sweep(
     queries: Sequence[str],
-    labels: Sequence[str],
+    labels: Sequence[Hashable],
     thresholds: Sequence[float],
     *,
     embed: Callable[[Sequence[str]], Any],
+    agree: Callable[[Hashable, Hashable], bool] | None = None,
 ) -> ThresholdSweep:
     """Replay questions in order through a semantic cache at each threshold (exact repeats included).
 
     Each question looks up every earlier one; it is a hit when the best cosine similarity
-    reaches the threshold, and a wrong hit when that earlier question has a different label
-    (labels mark questions that share one right answer).
+    reaches the threshold (an exact repeat always hits), and a wrong hit when the earlier
+    question's answer is not right for it: `agree(label_earlier, label_new)` is False.
 
     Args:
-        queries: the questions, in arrival order.
-        labels: one label per question; equal labels mean the same answer is right for both.
+        queries: the questions, in arrival order (a query log).
+        labels: one label per question, e.g. its query id in a dataset.
         thresholds: the thresholds to try.
         embed: texts -> array (n, dim), e.g. `Embedder.embed`.
+        agree: whether two labels share a right answer; default equality.
+            `shares_relevance(dataset)` judges query ids by qrels or reference spans.
 
     Raises:
         ValueError: lengths differ or no questions.
     """
     if len(queries) != len(labels) or not queries:
         raise ValueError(f"need one label per question and at least one question; got {len(queries)} and {len(labels)}")
+    same = agree or (lambda a, b: a == b)
     vectors = np.asarray(embed(list(queries)), dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms > 0, norms, 1.0)
@@ -314,7 +442,7 @@ def threshold_sweep(
         earlier = [j for j in range(i) if keys[j] == keys[i]]
         j = earlier[-1] if earlier else int(np.argmax(similarity[i, :i]))
         best_sim[i] = 1.0 if earlier else similarity[i, j]
-        best_right[i] = labels[j] == labels[i]
+        best_right[i] = same(labels[j], labels[i])
     hit_rate, wrong_rate, precision = [], [], []
     for t in thresholds:
         hits = best_sim >= t
