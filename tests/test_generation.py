@@ -215,7 +215,12 @@ def test_stalled_stream_times_out_and_retries_without_losing_or_double_counting(
     assert [r.outcome for r in gen.records] == ["retry", "ok"]
     assert gen.records[0].usage is not None and gen.records[0].usage.output_tokens == 1
     assert total_usage(gen.records) == server_usage(api)
-    assert answer.usage == gen.records[1].usage
+    # the answer (and so its trace and the run's cost) carries every billed attempt, the stalled one too
+    stalled, ok = gen.records[0].usage, gen.records[1].usage
+    assert answer.usage.output_tokens == stalled.output_tokens + ok.output_tokens
+    assert answer.usage.input_tokens == stalled.input_tokens + ok.input_tokens
+    assert answer.usage.cost_usd == pytest.approx(gen.spent_usd()) and stalled.cost_usd > 0
+    assert answer.usage.model == ok.model and answer.usage.latency_s == ok.latency_s
     assert gen.spent_usd() == pytest.approx(sum(r.usage.cost_usd for r in gen.records))
 
 

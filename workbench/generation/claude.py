@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..config import GenerationConfig
-from ..costs import ModelPrice, load_prices, price_of, usage_cost
+from ..prices import ModelPrice, load_prices, price_of, usage_cost
 from ..types import Answer, Hit, Usage
 from .base import GenerationError, MissingAPIKeyError, Prompt, build_prompt, parse_citations
 
@@ -190,7 +190,9 @@ class AnthropicGenerator:
     """Claude through the Messages API, streamed, with prompt caching, retries and fallbacks.
 
     `records` keeps every HTTP attempt with the usage it reported; `Answer.usage` is the
-    attempt that produced the answer. `sleep` and `rand` are injectable for tests.
+    answering attempt's usage plus the tokens and cost of every failed attempt of the same call
+    that reported usage (a stream that stalled after `message_start` is billed), so the trace
+    and the run's cost count each billed attempt once. `sleep` and `rand` are injectable for tests.
     """
 
     def __init__(
@@ -270,7 +272,7 @@ class AnthropicGenerator:
     def complete(
         self, prompt: Prompt, *, on_text: Callable[[str], None] | None = None
     ) -> tuple[str, Usage]:
-        """Run `prompt` with retries and fallbacks; the text and the usage of the answering call.
+        """Run `prompt` with retries and fallbacks; the text and the usage of every billed attempt.
 
         Raises:
             GenerationError: as for `generate`.
@@ -278,6 +280,7 @@ class AnthropicGenerator:
         started = time.perf_counter()
         relay = _Relay(on_text)
         reasons: list[str] = []
+        billed: list[Usage] = []  # failed attempts of this call that reported usage
         for m_index, model in enumerate(self.models):
             for attempt in range(self.config.max_retries + 1):
                 relay.restart()
@@ -298,11 +301,11 @@ class AnthropicGenerator:
                         self._record(model, attempt, "error", reason, state)
                         raise GenerationError("Claude call failed: " + "; ".join(reasons)) from exc
                     if verdict == "fallback" or last_try:
-                        self._record(model, attempt, "fallback", reason, state)
+                        billed += self._record(model, attempt, "fallback", reason, state)
                         log.warning("generation: %s failed (%s); falling back to %s",
                                     model, reason, self.models[m_index + 1])
                         break
-                    self._record(model, attempt, "retry", reason, state)
+                    billed += self._record(model, attempt, "retry", reason, state)
                     delay = wait if wait is not None else backoff_delay(
                         attempt, base=self.config.backoff_base_s, cap=self.config.backoff_max_s, rand=self._rand
                     )
@@ -313,7 +316,7 @@ class AnthropicGenerator:
                 with self._lock:
                     self._records.append(CallRecord(model=model, attempt=attempt, outcome="ok", error=None,
                                                     usage=usage))
-                return state.text, usage
+                return state.text, _with_failed_attempts(usage, billed)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _stream(self, model: str, prompt: Prompt, state: _Attempt, relay: _Relay) -> None:
@@ -365,8 +368,24 @@ class AnthropicGenerator:
         return self._to_usage(model, state.usage, latency_s=end - started, time_to_first_token_s=ttft,
                               output_tokens_per_s=rate)
 
-    def _record(self, model: str, attempt: int, outcome: str, reason: str, state: _Attempt) -> None:
+    def _record(self, model: str, attempt: int, outcome: str, reason: str, state: _Attempt) -> list[Usage]:
+        """Keep a failed attempt; its usage (a one-item list) when the API reported one."""
         usage = None if state.usage is None else self._to_usage(model, state.usage)
         with self._lock:
             self._records.append(CallRecord(model=model, attempt=attempt, outcome=outcome, error=reason,
                                             usage=usage))
+        return [] if usage is None else [usage]
+
+
+def _with_failed_attempts(answering: Usage, failed: Sequence[Usage]) -> Usage:
+    """`answering` with the tokens and cost of `failed` attempts added (model and timings its own)."""
+    if not failed:
+        return answering
+    return replace(
+        answering,
+        input_tokens=answering.input_tokens + sum(u.input_tokens for u in failed),
+        output_tokens=answering.output_tokens + sum(u.output_tokens for u in failed),
+        cache_write_tokens=answering.cache_write_tokens + sum(u.cache_write_tokens for u in failed),
+        cache_read_tokens=answering.cache_read_tokens + sum(u.cache_read_tokens for u in failed),
+        cost_usd=answering.cost_usd + sum(u.cost_usd for u in failed),
+    )
