@@ -261,3 +261,29 @@ def test_shares_relevance_by_qrels_and_by_overlapping_spans():
     assert sweep.choose(max_wrong_rate=0.5) == (0.5, 2 / 3, 1 / 3)
     with pytest.raises(ValueError, match="no threshold"):
         sweep.choose(max_wrong_rate=0.1)
+
+
+def test_query_log_mixes_questions_paraphrases_and_repeats_by_seed(cranfield, chunking_set, tmp_path):
+    from workbench.response_cache import load_paraphrases, query_log
+
+    for dataset in (cranfield, chunking_set):
+        bundled = load_paraphrases(dataset.name)
+        assert set(bundled) <= set(dataset.evaluated_queries) and len(bundled) >= 30
+        queries, labels = query_log(dataset, bundled, repeat_share=0.2, seed=0)
+        n = len(dataset.evaluated_queries)
+        assert len(queries) == len(labels) == n + round(0.2 * n) + sum(map(len, bundled.values()))
+        for qid, texts in bundled.items():
+            for text in texts:
+                assert labels[queries.index(text)] == qid
+        assert sorted(set(labels)) == sorted(dataset.evaluated_queries)
+        assert query_log(dataset, bundled, seed=0) == (queries, labels) != query_log(dataset, bundled, seed=1)
+    with pytest.raises(ValueError, match="does not judge"):
+        query_log(cranfield, {"no-such-id": ("x",)})
+    with pytest.raises(ValueError, match="repeat_share=1.5"):
+        query_log(cranfield, repeat_share=1.5)
+    bad = tmp_path / "p.csv"
+    bad.write_text("query_id,paraphrase\n1,\n")
+    with pytest.raises(ValueError, match="line 2: needs a query_id and a paraphrase"):
+        load_paraphrases(bad)
+    with pytest.raises(ValueError, match="no paraphrase file"):
+        load_paraphrases(tmp_path / "missing.csv")

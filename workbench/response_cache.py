@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .config import PipelineConfig, ResponseCacheConfig, config_hash
-from .io import cache_dir
+from .io import DATA_DIR, cache_dir
 from .types import Answer, Chunk, Usage
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ __all__ = [
     "cache_scope",
     "open_response_cache",
     "shares_relevance",
+    "load_paraphrases",
+    "query_log",
 ]
 
 log = logging.getLogger(__name__)
@@ -452,3 +454,53 @@ def threshold_sweep(
         precision.append(float(1 - wrong.sum() / hits.sum()) if hits.any() else 1.0)
     return ThresholdSweep(thresholds=tuple(float(t) for t in thresholds), hit_rate=tuple(hit_rate),
                           wrong_rate=tuple(wrong_rate), precision=tuple(precision), n=len(queries))
+
+
+def load_paraphrases(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Paraphrased questions by query id from a CSV with columns `query_id` and `paraphrase`
+    (a bundled name, "cranfield" or "chunking", reads `data/paraphrases/<name>.csv`).
+
+    Raises:
+        ValueError: the file is missing or lacks the two columns.
+    """
+    import csv
+
+    file = DATA_DIR / "paraphrases" / f"{path}.csv" if str(path) in ("cranfield", "chunking") else Path(path)
+    if not file.is_file():
+        raise ValueError(f"no paraphrase file {str(file)!r}; give a CSV with columns query_id, paraphrase")
+    out: dict[str, list[str]] = {}
+    with open(file, encoding="utf-8", newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), 2):
+            qid, text = (row.get("query_id") or "").strip(), (row.get("paraphrase") or "").strip()
+            if not qid or not text:
+                raise ValueError(f"{file} line {n}: needs a query_id and a paraphrase")
+            out.setdefault(qid, []).append(text)
+    return {q: tuple(p) for q, p in out.items()}
+
+
+def query_log(
+    dataset: Dataset, paraphrases: Mapping[str, Sequence[str]] | None = None, *, repeat_share: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """A synthetic query log: every evaluated question once, its paraphrases, and exact repeats
+    of a `repeat_share` sample of the questions, shuffled together (seeded).
+
+    Returns:
+        The questions in arrival order and the query id of each (a paraphrase or repeat carries
+        its original's id), ready for `threshold_sweep(..., agree=shares_relevance(dataset))`.
+
+    Raises:
+        ValueError: a paraphrase of an unknown or unjudged query, or `repeat_share` outside [0, 1].
+    """
+    if not 0.0 <= repeat_share <= 1.0:
+        raise ValueError(f"repeat_share={repeat_share} must lie in [0, 1]")
+    ids = dataset.evaluated_queries
+    paraphrases = paraphrases or {}
+    unknown = sorted(set(paraphrases) - set(ids))
+    if unknown:
+        raise ValueError(f"paraphrases name queries {unknown[:5]} that {dataset.name!r} does not judge")
+    rng = np.random.default_rng(seed)
+    repeats = rng.choice(ids, size=round(repeat_share * len(ids)), replace=False).tolist() if ids else []
+    log = [(dataset.queries[q], q) for q in ids + repeats]
+    log += [(text, q) for q, texts in paraphrases.items() for text in texts]
+    order = rng.permutation(len(log))
+    return [log[i][0] for i in order], [log[i][1] for i in order]
