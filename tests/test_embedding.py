@@ -65,8 +65,8 @@ def test_corrupt_entry_is_recomputed_and_corrupt_file_moved_aside(embedder, tmp_
     e2 = fresh(embedder, path)
     np.testing.assert_allclose(e2.embed(["mach number"]), good, atol=1e-6)
     assert e2.stats.misses == 1
-    e2.cache._conn.close()
-    e.cache._conn.close()
+    e2.cache.close()
+    e.cache.close()
     for suffix in ("-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     path.write_bytes(b"this is not a database" * 100)

@@ -112,8 +112,12 @@ def test_schema_is_versioned_and_old_stores_migrate(tmp_path):
     conn.commit()
     conn.close()
     store = RunStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    # 2 sweeps, 3 the trace tables, 4 the one run path's columns and trial claims
+    assert store.schema_version == SCHEMA_VERSION == 4
     assert store.get("old1").sweep_id is None  # the old run survived the migration
+    assert store.get("old1").query_key == "" and store.get("old1").build_s == {}
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "sweeps", "traces", "spans", "feedback", "claims"} <= tables
     assert store.find("h", "fp1").id == "old1"
     new = store.save(make_result(), sweep_id=store.create_sweep("s", {"space": {}}))
     assert store.get(new).sweep_id is not None

@@ -7,12 +7,9 @@ stored in one SQLite file keyed by (model, exact text), shared by every config, 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +18,13 @@ import numpy as np
 
 from .config import DEFAULT_EMBEDDING_MODEL, ConfigError, EmbeddingConfig
 from .io import cache_dir
+from .sqlite import Database, Schema
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["VectorCache", "Embedder", "EmbeddingStats", "resolve_model", "load_embedder"]
+__all__ = ["VECTOR_SCHEMA", "VectorCache", "Embedder", "EmbeddingStats", "resolve_model", "load_embedder"]
 
-log = logging.getLogger(__name__)
 
 PACKAGED_MODEL_NAMES = frozenset({DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"})
 _ENCODE_BLOCK = 256  # texts per cache write: an interrupted run loses at most one block
@@ -53,87 +50,106 @@ def canonical_model_id(name: str) -> str:
     return DEFAULT_EMBEDDING_MODEL if name in PACKAGED_MODEL_NAMES else name
 
 
+VECTOR_SCHEMA = Schema(
+    "vector cache",
+    (
+        ("CREATE TABLE IF NOT EXISTS vectors"
+         " (key BLOB PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID",),
+        ("ALTER TABLE vectors ADD COLUMN checksum BLOB",),  # NULL for entries written before checksums
+    ),
+    adopt=frozenset({"vectors"}),
+)
+
+
 class VectorCache:
     """float32 arrays of any shape keyed by (namespace, exact text), in one SQLite file.
 
     WAL mode makes it safe for several processes at once; each `put_many` is one transaction,
-    so an interrupted run keeps everything it finished. A corrupt entry reads as missing (and
-    is recomputed); a file that is not a database is moved aside and a fresh cache started.
+    so an interrupted run keeps everything it finished. Every entry carries a checksum (BLAKE2b
+    of its key, shape and bytes) checked on each read, and its values must be finite: an entry
+    that fails reads as missing, so it is recomputed and rewritten. A file SQLite cannot read is
+    moved aside (`<name>.corrupt-<time>`) and a fresh cache started (`workbench.sqlite`).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("embedding cache %s is unreadable (%s); moved it to %s", self.path, exc, aside)
-            os.replace(self.path, aside)
-            self._conn = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS vectors"
-            " (key BLOB PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID"
-        )
-        return conn
+        self.db = Database(self.path, VECTOR_SCHEMA, kind="cache", timeout_s=60.0)
 
     @staticmethod
     def key(namespace: str, text: str) -> bytes:
         """The content address of `text` under `namespace`."""
         return hashlib.sha256(f"{namespace}\0{text}".encode()).digest()
 
-    def get_many(self, namespace: str, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """The cached array for each text, or None where missing or corrupt."""
+    def get_many(
+        self, namespace: str, texts: Sequence[str], *, accept: Callable[[np.ndarray], bool] | None = None
+    ) -> list[np.ndarray | None]:
+        """The cached array for each text, or None where missing or failing its checks.
+
+        Args:
+            namespace: e.g. the model id and its settings.
+            texts: the texts to look up.
+            accept: an extra check for entries written before checksums (e.g. unit norm); such
+                an entry that passes it gets its checksum now, one that fails is a miss.
+        """
         keys = [self.key(namespace, t) for t in texts]
         found: dict[bytes, np.ndarray] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                part = keys[i : i + 500]
-                marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    f"SELECT key, shape, data FROM vectors WHERE key IN ({marks})", part
-                ).fetchall()
-                for key, shape_text, data in rows:
-                    array = _decode(shape_text, data)
-                    if array is not None:
-                        found[key] = array
+        upgrade: list[tuple[bytes, bytes]] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.db.read(f"SELECT key, shape, data, checksum FROM vectors WHERE key IN ({marks})", part)
+            for key, shape_text, data, checksum in rows:
+                array = _decode(key, shape_text, data, checksum)
+                if array is None and checksum is None:
+                    array = _decode(key, shape_text, data, _checksum(key, shape_text, data))
+                    if array is None or (accept is not None and not accept(array)):
+                        continue
+                    upgrade.append((_checksum(key, shape_text, data), key))
+                if array is not None:
+                    found[key] = array
+        if upgrade:
+            self.db.transact("checksum old entries", lambda conn: conn.executemany(
+                "UPDATE vectors SET checksum = ? WHERE key = ? AND checksum IS NULL", upgrade))
         return [found.get(k) for k in keys]
 
     def put_many(self, namespace: str, texts: Sequence[str], arrays: Iterable[np.ndarray]) -> None:
-        """Store one array per text, all in one transaction."""
+        """Store one array per text, with its checksum, all in one transaction."""
         rows = []
         for text, array in zip(texts, arrays, strict=True):
             array = np.ascontiguousarray(array, dtype=np.float32)
             shape = ",".join(str(d) for d in array.shape)
-            rows.append((self.key(namespace, text), shape, array.tobytes()))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            key, data = self.key(namespace, text), array.tobytes()
+            rows.append((key, shape, data, _checksum(key, shape, data)))
+        self.db.transact("store vectors", lambda conn: conn.executemany(
+            "INSERT OR REPLACE INTO vectors (key, shape, data, checksum) VALUES (?, ?, ?, ?)", rows))
+
+    def close(self) -> None:
+        """Close this process's connection (a later call reopens it)."""
+        self.db.close()
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        return self.db.read("SELECT COUNT(*) FROM vectors")[0][0]
 
 
-def _decode(shape_text: str, data: bytes) -> np.ndarray | None:
+def _checksum(key: Any, shape_text: Any, data: Any) -> bytes | None:
+    if not (isinstance(key, bytes) and isinstance(shape_text, str) and isinstance(data, bytes)):
+        return None
+    return hashlib.blake2b(key + shape_text.encode() + b"\0" + data, digest_size=16).digest()
+
+
+def _decode(key: Any, shape_text: Any, data: Any, checksum: Any) -> np.ndarray | None:
+    """The stored array, or None if the entry fails its checksum, its shape or finiteness."""
+    expected = _checksum(key, shape_text, data)
+    if expected is None or checksum != expected:
+        return None
     try:
         shape = tuple(int(d) for d in shape_text.split(",")) if shape_text else ()
     except ValueError:
         return None
-    if len(data) != 4 * int(np.prod(shape, dtype=np.int64)):
+    if any(d < 0 for d in shape) or len(data) != 4 * int(np.prod(shape, dtype=np.int64)):
         return None
-    return np.frombuffer(data, dtype=np.float32).reshape(shape)
+    array = np.frombuffer(data, dtype=np.float32).reshape(shape)
+    return array if np.isfinite(array).all() else None
 
 
 @dataclass
@@ -190,7 +206,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         unique = list(dict.fromkeys(texts))
-        cached = self.cache.get_many(self._namespace, unique)
+        cached = self.cache.get_many(self._namespace, unique, accept=self._plausible)
         vectors = dict(zip(unique, cached))
         missing = [t for t, v in vectors.items() if v is None]
         self.stats.hits += len(unique) - len(missing)
@@ -198,6 +214,12 @@ class Embedder:
         if missing:
             vectors.update(self._compute(missing, progress=progress))
         return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+
+    def _plausible(self, vector: np.ndarray) -> bool:
+        """A check for entries cached before checksums: one vector, of unit norm when normalised."""
+        if vector.ndim != 1:
+            return False
+        return not self.config.normalize or abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query string; shape (dimension,)."""

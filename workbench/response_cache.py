@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -31,6 +28,7 @@ import numpy as np
 
 from .config import PipelineConfig, ResponseCacheConfig, config_hash
 from .io import DATA_DIR, cache_dir
+from .sqlite import Database, Schema
 from .types import Answer, Chunk, Usage
 
 if TYPE_CHECKING:
@@ -56,7 +54,16 @@ __all__ = [
     "query_log",
 ]
 
-log = logging.getLogger(__name__)
+RESPONSE_SCHEMA = Schema(
+    "response cache",
+    ((
+        "CREATE TABLE IF NOT EXISTS responses (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, "
+        "key TEXT NOT NULL, query TEXT NOT NULL, answer TEXT NOT NULL, model TEXT, vector BLOB, "
+        "created REAL NOT NULL, UNIQUE (scope, key))",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),),
+    adopt=frozenset({"responses", "meta"}),  # files from before the shared SQLite layer
+)
 
 
 class ResponseCacheError(ValueError):
@@ -175,36 +182,20 @@ class ResponseCache:
         self._created = np.zeros(0)
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._seen_rowid = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("response cache %s is unreadable (%s); moved it to %s", self.path, exc, aside)
-            os.replace(self.path, aside)
-            self._conn = self._open()
+        self.db = Database(self.path, RESPONSE_SCHEMA, kind="cache", timeout_s=60.0)
         self._check_model()
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS responses (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, "
-            "key TEXT NOT NULL, query TEXT NOT NULL, answer TEXT NOT NULL, model TEXT, vector BLOB, "
-            "created REAL NOT NULL, UNIQUE (scope, key))"
-        )
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        return conn
 
     def _check_model(self) -> None:
         """Bind the file to one embedding model: vectors of two models are not comparable."""
         if self._model_id is None:
             return
-        with self._lock:
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_model', ?)", (self._model_id,))
-            stored = self._conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()[0]
+        def bind(conn: Any) -> str:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_model', ?)", (self._model_id,))
+            return conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()[0]
+
+        stored = self.db.transact("record its embedding model", bind)
         if stored != self._model_id:
-            self._conn.close()
+            self.db.close()
             raise ResponseCacheError(
                 f"response cache {str(self.path)!r} holds question vectors of embedding model {stored!r}, "
                 f"not {self._model_id!r}; set response_cache.path to another file, or delete this one"
@@ -216,8 +207,7 @@ class ResponseCache:
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     def __enter__(self) -> ResponseCache:
         return self
@@ -226,8 +216,7 @@ class ResponseCache:
         self.close()
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM responses WHERE scope = ?", (self.scope,)).fetchone()[0]
+        return self.db.read("SELECT COUNT(*) FROM responses WHERE scope = ?", (self.scope,))[0][0]
 
     @property
     def stats(self) -> CacheStats:
@@ -248,18 +237,13 @@ class ResponseCache:
             vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32).tobytes()
         row = (self.scope, normalize_query(query), query, _answer_to_json(answer), self._model_id, vector,
                self._clock())
+        def replace(conn: Any) -> None:
+            conn.execute("DELETE FROM responses WHERE scope = ? AND key = ?", row[:2])
+            conn.execute("INSERT INTO responses (scope, key, query, answer, model, vector, created) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute("DELETE FROM responses WHERE scope = ? AND key = ?", row[:2])
-                self._conn.execute(
-                    "INSERT INTO responses (scope, key, query, answer, model, vector, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", row,
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self.db.transact("store an answer", replace)
             self._seen_rowid = 0  # a replaced row changes ids: reload the vectors on next lookup
 
     def _fresh_after(self) -> float:
@@ -271,10 +255,11 @@ class ResponseCache:
         as one lookup."""
         with self._lock:
             self._lookups += 1
-            row = self._conn.execute(
+            found = self.db.read(
                 "SELECT query, answer, created FROM responses WHERE scope = ? AND key = ? AND created >= ?",
                 (self.scope, normalize_query(query), self._fresh_after()),
-            ).fetchone()
+            )
+        row = found[0] if found else None
         if row is not None:
             return self._serve(query, CacheHit(answer=_answer_from_json(row[1]), kind="exact", similarity=1.0,
                                                matched_query=row[0], age_s=self._clock() - row[2]))
@@ -290,9 +275,8 @@ class ResponseCache:
             similarity = float(similarities[best])
             if similarity < self.threshold:
                 return None
-            matched = self._conn.execute(
-                "SELECT query, answer, created FROM responses WHERE id = ?", (self._ids[best],)
-            ).fetchone()
+            found = self.db.read("SELECT query, answer, created FROM responses WHERE id = ?", (self._ids[best],))
+        matched = found[0] if found else None
         if matched is None:  # replaced by another process since the refresh
             return None
         return self._serve(query, CacheHit(answer=_answer_from_json(matched[1]), kind="semantic",
@@ -301,13 +285,13 @@ class ResponseCache:
 
     def _refresh(self) -> None:
         """Load the scope's vectors when rows were added since the last load (lock held)."""
-        newest = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM responses").fetchone()[0]
+        newest = self.db.read("SELECT COALESCE(MAX(id), 0) FROM responses")[0][0]
         if newest == self._seen_rowid:
             return
-        rows = self._conn.execute(
+        rows = self.db.read(
             "SELECT id, vector, created FROM responses WHERE scope = ? AND model IS ? AND vector IS NOT NULL "
             "ORDER BY id", (self.scope, self._model_id),
-        ).fetchall()
+        )
         self._ids = [r[0] for r in rows]
         self._created = np.array([r[2] for r in rows], dtype=float)
         vectors = [np.frombuffer(r[1], dtype=np.float32) for r in rows]

@@ -1,19 +1,17 @@
-"""The trace store (tables `traces`, `spans`, `feedback` in the run store file) and the exporter filling it."""
+"""The trace store (tables `traces`, `spans`, `feedback` of the run store schema) and the exporter filling it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..sqlite import SQLiteError
 from .redaction import redact
 from .spans import active_secrets, flush
 
@@ -21,57 +19,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["TraceFilter", "TraceRecord", "SpanRecord", "FeedbackRecord", "TraceStore", "SQLiteSpanExporter"]
-
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS traces (
-        trace_id TEXT PRIMARY KEY,
-        operation TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        start_ns INTEGER NOT NULL,
-        duration_s REAL NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
-        error TEXT NOT NULL DEFAULT '',
-        user_tag TEXT NOT NULL DEFAULT '',
-        feature_tag TEXT NOT NULL DEFAULT '',
-        config_name TEXT NOT NULL DEFAULT '',
-        config_hash TEXT NOT NULL DEFAULT '',
-        model TEXT NOT NULL DEFAULT '',
-        query TEXT NOT NULL DEFAULT '',
-        answer TEXT NOT NULL DEFAULT '',
-        input_tokens INTEGER NOT NULL DEFAULT 0,
-        output_tokens INTEGER NOT NULL DEFAULT 0,
-        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-        cost_usd REAL NOT NULL DEFAULT 0,
-        ttft_s REAL,
-        output_tokens_per_s REAL,
-        citation_validity REAL,
-        cited_doc_ids TEXT NOT NULL DEFAULT '[]'
-    )""",
-    "CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns)",
-    """CREATE TABLE IF NOT EXISTS spans (
-        span_id TEXT PRIMARY KEY,
-        trace_id TEXT NOT NULL,
-        parent_id TEXT,
-        name TEXT NOT NULL,
-        start_ns INTEGER NOT NULL,
-        end_ns INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
-        error TEXT NOT NULL DEFAULT '',
-        attributes TEXT NOT NULL,
-        events TEXT NOT NULL DEFAULT '[]'
-    )""",
-    "CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id)",
-    """CREATE TABLE IF NOT EXISTS feedback (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        trace_id TEXT NOT NULL,
-        score INTEGER NOT NULL CHECK (score IN (-1, 1)),
-        comment TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS feedback_by_trace ON feedback (trace_id)",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +121,7 @@ class FeedbackRecord:
 
 
 class TraceStore:
-    """The `traces`, `spans` and `feedback` tables inside a run store file (SQLite, WAL).
+    """The `traces`, `spans` and `feedback` tables of a run store file (migration 3 of its schema).
 
     Args:
         location: a path or sqlite:/// URL; default `$WORKBENCH_STORE`, else data/runs.sqlite.
@@ -185,54 +132,36 @@ class TraceStore:
     """
 
     def __init__(self, location: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
-        from ..store import RunStore
+        from ..store import open_store
 
-        run_store = RunStore(location, timeout_s=timeout_s)  # creates or checks the run store schema
-        run_store.close()
-        self.path = run_store.path
+        self.db = open_store(location, timeout_s=timeout_s)  # creates, or checks and migrates, the run store
+        self.path = self.db.path
         self.timeout_s = timeout_s
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-        with self._write() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # never share a connection across fork()
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    @classmethod
+    def open_existing(cls, location: str | Path) -> TraceStore:
+        """The trace store of a run store that exists already, or of the configured one; nothing else is created.
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        For a location typed into a form: a URL of another database, a NUL, a missing folder or
+        file, a folder, or a file that is not a run store each raise with what is wrong.
+
+        Raises:
+            workbench.store.StoreError: what is wrong with `location`, and the fix.
+        """
+        from ..store import existing_store_path
+
+        return cls(existing_store_path(location))
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+        return self.db.read(sql, params)
 
     def close(self) -> None:
         """Close this process's connection (a later call reopens it)."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        self.db.close()
 
     def write(self, spans: Sequence[Mapping[str, Any]], traces: Sequence[Mapping[str, Any]]) -> None:
         """Insert span and trace rows (column -> value; unnamed columns take their defaults) in one transaction."""
-        with self._write() as conn:
+        def insert(conn: sqlite3.Connection) -> None:
             for table, rows in (("spans", spans), ("traces", traces)):
                 by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
                 for row in rows:
@@ -242,6 +171,8 @@ class TraceStore:
                         f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                         values,
                     )
+
+        self.db.transact("record spans", insert)
 
     def tag_values(self, column: Literal["user_tag", "feature_tag"], where: TraceFilter | None = None) -> list[str]:
         """The distinct values of a tag column among the traces matching `where`."""
@@ -298,12 +229,10 @@ class TraceStore:
                     f"no trace {trace_id!r} in {str(self.path)!r}; take the id from "
                     "tracing.last_trace_id() or TraceStore.traces()"
                 )
-        secrets = active_secrets()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO feedback (trace_id, score, comment, created_at) VALUES (?, ?, ?, ?)",
-                (trace_id, 1 if thumbs_up else -1, redact(comment, secrets), dt.datetime.now(dt.timezone.utc).isoformat()),
-            )
+        row = (trace_id, 1 if thumbs_up else -1, redact(comment, active_secrets()),
+               dt.datetime.now(dt.timezone.utc).isoformat())
+        self.db.transact("store feedback", lambda conn: conn.execute(
+            "INSERT INTO feedback (trace_id, score, comment, created_at) VALUES (?, ?, ?, ?)", row))
 
     def feedback(self, trace_id: str | None = None) -> list[FeedbackRecord]:
         """Feedback on one trace (or on all), oldest first."""
@@ -433,7 +362,7 @@ class SQLiteSpanExporter:
                 trace_rows.append(_trace_row(span, attrs, status, error))
         try:
             self.store.write(span_rows, trace_rows)
-        except sqlite3.Error:
+        except (sqlite3.Error, SQLiteError):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
