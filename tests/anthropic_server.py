@@ -1,7 +1,9 @@
 """A real local HTTP server that speaks enough of the Anthropic Messages API for tests.
 
-It answers `POST /v1/messages` (JSON, or server-sent events when `stream` is true) and
-`POST /v1/messages/count_tokens`, simulates prompt caching from `cache_control` marks, and
+It answers `POST /v1/messages` (JSON, or server-sent events when `stream` is true),
+`POST /v1/messages/count_tokens` and the Message Batches endpoints (create, retrieve, results,
+cancel: a batch ends after `batch_polls` retrieves; `fail_in_batch` scripts per-request
+errored / expired / canceled results), simulates prompt caching from `cache_control` marks, and
 records every request. A queue of scripted steps replaces the next replies with faults::
 
     with AnthropicServer(api_key="sk-test") as server:
@@ -137,6 +139,9 @@ class AnthropicServer:
         self._active = 0  # requests being handled (a stalled stream counts as handled)
         self._steps: deque[_Step] = deque()
         self._cache: set[str] = set()
+        self.batch_polls = 1  # retrieves of an in-progress batch before it ends
+        self._batches: dict[str, dict[str, Any]] = {}
+        self._batch_faults: dict[str, str] = {}
         self._lock = threading.Condition()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -197,6 +202,9 @@ class AnthropicServer:
             self._requests.clear()
             self._steps.clear()
             self._cache.clear()
+            self._batches.clear()
+            self._batch_faults.clear()
+            self.batch_polls = 1
 
     @property
     def requests(self) -> list[Recorded]:
@@ -208,6 +216,21 @@ class AnthropicServer:
         with self._lock:
             self._lock.wait_for(lambda: self._active == 0, timeout=10)
             return list(self._requests)
+
+    def fail_in_batch(self, **outcomes: str) -> None:
+        """Script the next batch result of custom ids: "errored", "expired" or "canceled" (e.g. q2="errored");
+        each is used once, so a resubmitted request succeeds."""
+        bad = {k: v for k, v in outcomes.items() if v not in ("errored", "expired", "canceled")}
+        if bad:
+            raise ValueError(f"unknown batch outcomes {bad}; use errored, expired or canceled")
+        with self._lock:
+            self._batch_faults.update(outcomes)
+
+    @property
+    def batches(self) -> dict[str, dict[str, Any]]:
+        """The batches created so far by id (their JSON, and `requests` as received)."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._batches.items()}
 
     @property
     def pending(self) -> int:
@@ -267,6 +290,12 @@ class AnthropicServer:
             if getattr(reply, name) is not None:
                 usage[name] = getattr(reply, name)
         return usage
+
+
+def _iso(seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _text_of(content: Any) -> list[tuple[str, bool]]:
@@ -329,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner._record(self, body, "count")
         elif path == "/v1/messages":
             self._messages(body)
+        elif path.startswith("/v1/messages/batches"):
+            self._batch_post(path, body)
         else:
             self._error(404, f"no route {path}")
             owner._record(self, body, "404")
@@ -405,6 +436,111 @@ class _Handler(BaseHTTPRequestHandler):
             owner._record(self, body, "disconnected", {**usage, "output_tokens": 1})
             return
         owner._record(self, body, "ok", usage)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.owner._begin()
+        self.counted = True
+        try:
+            self._batch_get(self.path.split("?")[0])
+        finally:
+            if self.counted:
+                self.owner._end()
+
+    # --- Message Batches ---------------------------------------------------------------------
+
+    def _batch_post(self, path: str, body: dict[str, Any]) -> None:
+        owner = self.owner
+        if path == "/v1/messages/batches":
+            requests = body.get("requests")
+            ids = [r.get("custom_id") for r in requests or []]
+            if not requests or len(set(ids)) != len(ids):
+                self._error(400, "requests must be a non-empty list with unique custom_id values")
+                owner._record(self, body, "400")
+                return
+            now = time.time()
+            with owner._lock:
+                batch_id = f"msgbatch_{len(owner._batches) + 1:04d}"
+                owner._batches[batch_id] = {
+                    "id": batch_id, "type": "message_batch", "processing_status": "in_progress",
+                    "created_at": _iso(now), "expires_at": _iso(now + 86400), "ended_at": None,
+                    "cancel_initiated_at": None, "archived_at": None, "results_url": None,
+                    "request_counts": {"processing": len(requests), "succeeded": 0, "errored": 0,
+                                       "canceled": 0, "expired": 0},
+                    "requests": requests, "polls": 0, "results": None,
+                }
+            self._json(200, self._batch_json(batch_id))
+            owner._record(self, body, "batch-created")
+            return
+        batch_id, _, action = path.removeprefix("/v1/messages/batches/").partition("/")
+        if action == "cancel" and batch_id in owner._batches:
+            with owner._lock:
+                owner._batches[batch_id]["cancel"] = True
+                owner._batches[batch_id]["processing_status"] = "canceling"
+            self._json(200, self._batch_json(batch_id))
+            owner._record(self, body, "batch-cancel")
+            return
+        self._error(404, f"no batch route {path}")
+        owner._record(self, body, "404")
+
+    def _batch_get(self, path: str) -> None:
+        owner = self.owner
+        batch_id, _, action = path.removeprefix("/v1/messages/batches/").partition("/")
+        if not path.startswith("/v1/messages/batches/") or batch_id not in owner._batches:
+            self._error(404, f"no batch at {path}")
+            owner._record(self, None, "404")
+            return
+        batch = owner._batches[batch_id]
+        if action == "results":
+            if batch["results"] is None:
+                self._error(400, "the batch has not ended")
+                owner._record(self, None, "400")
+                return
+            data = "".join(json.dumps(line) + "\n" for line in batch["results"]).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/binary")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            owner._record(self, None, "batch-results")
+            return
+        with owner._lock:
+            batch["polls"] += 1
+            ready = batch["results"] is None and (batch["polls"] >= owner.batch_polls or batch.get("cancel"))
+        if ready:
+            self._end_batch(batch)
+        self._json(200, self._batch_json(batch_id))
+        owner._record(self, None, "batch-retrieve")
+
+    def _end_batch(self, batch: dict[str, Any]) -> None:
+        """Answer every request of the batch (or fail it as scripted) and mark the batch ended."""
+        owner = self.owner
+        results, counts = [], {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        for request in batch["requests"]:
+            custom_id, params = request["custom_id"], request["params"]
+            with owner._lock:
+                fault = owner._batch_faults.pop(custom_id, None) or ("canceled" if batch.get("cancel") else None)
+            if fault == "errored":
+                result: dict[str, Any] = {"type": "errored", "error": {"type": "error", "error": {
+                    "type": "overloaded_error", "message": "scripted batch error"}}}
+            elif fault in ("expired", "canceled"):
+                result = {"type": fault}
+            else:
+                made = owner.responder(params)
+                reply = Reply(text=made) if isinstance(made, str) else made
+                usage = owner.usage_for(params, reply)
+                result = {"type": "succeeded", "message": {
+                    "id": f"msg_{custom_id}", "type": "message", "role": "assistant", "model": params.get("model", ""),
+                    "content": [{"type": "text", "text": reply.text}], "stop_reason": "end_turn",
+                    "stop_sequence": None, "usage": usage}}
+            counts[result["type"]] += 1
+            results.append({"custom_id": custom_id, "result": result})
+        with owner._lock:
+            batch.update(results=results, request_counts=counts, processing_status="ended", ended_at=_iso(time.time()),
+                         results_url=f"{owner.url}/v1/messages/batches/{batch['id']}/results")
+
+    def _batch_json(self, batch_id: str) -> dict[str, Any]:
+        batch = self.owner._batches[batch_id]
+        return {k: v for k, v in batch.items() if k not in ("requests", "polls", "results", "cancel")}
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -112,12 +112,12 @@ def test_schema_is_versioned_and_old_stores_migrate(tmp_path):
     conn.commit()
     conn.close()
     store = RunStore(path)
-    # 2 sweeps, 3 the trace tables, 4 the one run path's columns and trial claims
-    assert store.schema_version == SCHEMA_VERSION == 4
+    # 2 sweeps, 3 the trace tables, 4 the one run path's columns and trial claims, 5 message batches
+    assert store.schema_version == SCHEMA_VERSION == 5
     assert store.get("old1").sweep_id is None  # the old run survived the migration
     assert store.get("old1").query_key == "" and store.get("old1").build_s == {}
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "sweeps", "traces", "spans", "feedback", "claims"} <= tables
+    assert {"runs", "sweeps", "traces", "spans", "feedback", "claims", "message_batches"} <= tables
     assert store.find("h", "fp1").id == "old1"
     new = store.save(make_result(), sweep_id=store.create_sweep("s", {"space": {}}))
     assert store.get(new).sweep_id is not None
@@ -238,5 +238,10 @@ def test_cli_runs_list_compare_pareto_export(tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
     assert main(["runs", "export", "--store", path]) == 2
     assert "--mlflow" in capsys.readouterr().err
-    assert main(["runs", "list", "--store", str(tmp_path / "missing.sqlite")]) == 2
-    assert "no run store at" in capsys.readouterr().err
+    # an empty history is not an error (issue 13): a missing store and an empty one both say so
+    assert main(["runs", "list", "--store", str(tmp_path / "missing.sqlite")]) == 0
+    assert "no runs yet" in capsys.readouterr().out
+    assert not (tmp_path / "missing.sqlite").exists()  # listing creates nothing
+    RunStore(tmp_path / "empty.sqlite").close()
+    assert main(["runs", "list", "--store", str(tmp_path / "empty.sqlite")]) == 0
+    assert "no runs yet" in capsys.readouterr().out

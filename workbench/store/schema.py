@@ -145,6 +145,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (config_hash, dataset_fingerprint, query_key)
         )""",
     ),
+    (  # 5: Message Batches in flight by job key (workbench.batches resumes them after a restart)
+        """CREATE TABLE message_batches (
+            job_key TEXT PRIMARY KEY,
+            batch_id TEXT NOT NULL,
+            n_requests INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+    ),
 )
 SCHEMA = Schema("run store", MIGRATIONS)
 SCHEMA_VERSION = SCHEMA.version
