@@ -121,3 +121,68 @@ def test_model_names_resolve_offline_and_paths_are_checked(embedder) -> None:
 def test_load_embedder_is_memoised(embedder) -> None:
     assert load_embedder() is embedder
     assert load_embedder(EmbeddingConfig(batch_size=8)) is not embedder
+
+
+def _dense_search(e: Embedder, docs: list[str], queries: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+    vectors = e.embed(docs + queries)
+    d, q = vectors[: len(docs)], vectors[len(docs) :]
+    return vectors, [list(np.argsort(-(d @ v), kind="stable")[:5]) for v in q]
+
+
+def test_a_cache_corrupted_anywhere_serves_only_verified_vectors(embedder, tmp_path: Path) -> None:
+    """Garbage over any page of a real cache file: the same search results, or the file moved aside."""
+    docs = [f"passage {i}: the {w} of a {s} wing at high angle of attack"
+            for i, (w, s) in enumerate((w, s) for w in ("lift", "drag", "stall", "buffet", "flutter")
+                                       for s in ("swept", "delta", "straight", "tapered", "slender", "thin", "thick"))]
+    queries = ["flutter of a delta wing", "drag of thin wings", "stall of a swept wing"]
+    clean_path = tmp_path / "clean.sqlite"
+    clean = fresh(embedder, clean_path)
+    reference, ranking = _dense_search(clean, docs, queries)
+    clean.cache.close()  # the last connection checkpoints the WAL into the file
+    assert not Path(f"{clean_path}-wal").exists()
+    data = clean_path.read_bytes()
+    rng = np.random.default_rng(7)
+    offsets = sorted({*range(0, len(data), 4096), *range(1500, len(data), 4096), *range(3000, len(data), 4096)})
+    assert len(offsets) >= 20
+    recomputed = moved = 0
+    for n, offset in enumerate(offsets):
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        path = folder / "c.sqlite"
+        garbage = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+        path.write_bytes(data[:offset] + garbage + data[offset + 64 :])
+        e = fresh(embedder, path)  # never a raw sqlite3.DatabaseError, whatever the page
+        vectors, got = _dense_search(e, docs, queries)
+        assert np.isfinite(vectors).all(), offset
+        np.testing.assert_allclose(vectors, reference, atol=1e-5, err_msg=f"offset {offset}")
+        assert got == ranking, offset
+        assert e.stats.hits + e.stats.misses == len(docs) + len(queries)
+        recomputed += e.stats.misses > 0
+        moved += bool(list(folder.glob("c.sqlite.corrupt-*")))
+        e.cache.close()
+        again = fresh(embedder, path)  # recomputed entries were rewritten: a second pass is all hits
+        np.testing.assert_allclose(again.embed(docs + queries), reference, atol=1e-5)
+        assert again.stats.misses == 0, offset
+        again.cache.close()
+    assert recomputed >= len(offsets) // 3, "most corruptions should hit stored entries"
+    assert moved >= 1, "a corrupt header must move the file aside"
+
+
+def test_entries_from_before_checksums_are_verified_then_checksummed(embedder, tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    good = embedder.embed(["mach number", "shock wave"])
+    bad = np.full(384, np.nan, dtype=np.float32)
+    with sqlite3.connect(path) as conn:  # a cache as workbench wrote it before the shared SQLite layer
+        conn.execute("CREATE TABLE vectors (key BLOB PRIMARY KEY, shape TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID")
+        namespace = f"{embedder.model_id}|normalize=True"
+        rows = [(VectorCache.key(namespace, "mach number"), "384", good[0].tobytes()),
+                (VectorCache.key(namespace, "shock wave"), "384", (good[1] * 3).tobytes()),  # not unit norm
+                (VectorCache.key(namespace, "nan"), "384", bad.tobytes())]
+        conn.executemany("INSERT INTO vectors VALUES (?, ?, ?)", rows)
+    e = fresh(embedder, path)
+    vectors = e.embed(["mach number", "shock wave", "nan"])
+    assert (e.stats.hits, e.stats.misses) == (1, 2)  # only the plausible old entry counts as a hit
+    np.testing.assert_allclose(vectors[:2], good, atol=1e-5)
+    assert np.isfinite(vectors).all()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM vectors WHERE checksum IS NULL").fetchone()[0] == 0

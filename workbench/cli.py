@@ -14,13 +14,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .datasets import load_dataset
-    from .experiment import run_experiment
+    from .runs import evaluate
+    from .store import RunStore
 
     dataset = load_dataset(args.dataset)
     configs = [load_config(path) for path in args.config]
-    rows = []
+    store = RunStore(args.store)
+    rows, sources = [], []
     for config in configs:
-        result = run_experiment(config, dataset, progress=not args.quiet)
+        outcome = evaluate(config, dataset, store=store, progress=not args.quiet)
+        result = outcome.result
+        sources.append(f"{config.name}: {outcome.describe()}")
         latencies = sorted(r.latency_s for r in result.rows)
         rows.append(
             {
@@ -36,6 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"dataset {dataset.name}: {len(dataset.documents)} documents, {len(dataset.evaluated_queries)} evaluated queries")
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
+    print("\n".join(sources))
     return 0
 
 
@@ -102,12 +107,16 @@ def _runs_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .export import runs_frame
-    from .store import RunStore
+    from .store import RunStore, resolve_store_path
 
-    store = RunStore(args.store, read_only=True)
+    path = resolve_store_path(args.store)
+    if not path.exists():  # a fresh clone: an empty history is not an error
+        print(f"no runs yet (no run store at {str(path)!r}; `workbench evaluate` or `workbench sweep` makes one)")
+        return 0
+    store = RunStore(path, read_only=True)
     records = store.runs(dataset=args.dataset, status=args.status, sweep_id=args.sweep, limit=args.limit)
     if not records:
-        print(f"no runs in {store.path}")
+        print(f"no runs yet in {str(store.path)!r}" if not len(store) else f"no runs match in {str(store.path)!r}")
         return 0
     frame = runs_frame(store, [r.id for r in records])
     metrics = args.metric or sorted({m for r in records for m in r.aggregates})[:6]
@@ -126,10 +135,8 @@ def _runs_compare(args: argparse.Namespace) -> int:
     store = RunStore(args.store, read_only=True)
     a, b = store.get(args.a), store.get(args.b)
     if a.dataset_fingerprint != b.dataset_fingerprint:
-        raise StoreError(
-            f"runs {a.id} ({a.dataset_name}) and {b.id} ({b.dataset_name}) used different datasets; "
-            "compare runs of the same dataset"
-        )
+        raise StoreError(store.path, f"runs {a.id} ({a.dataset_name}) and {b.id} ({b.dataset_name}) used "
+                         "different datasets", "compare runs of the same dataset")
     metrics = args.metric or sorted(set(a.aggregates) & set(b.aggregates))
     print(f"A = {a.id} {a.name}\nB = {b.id} {b.name}\n(B minus A, paired by query)")
     for metric in metrics:
@@ -232,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", default="cranfield", help="bundled name (cranfield, chunking) or a folder")
     ev.add_argument("--config", action="append", required=True, help="a TOML config; repeat to compare")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
-    ev.set_defaults(func=_evaluate)
+    ev.add_argument("--store", help="run store file or sqlite:/// URL (default: $WORKBENCH_STORE or data/runs.sqlite)")
+    ev.set_defaults(func=_store_errors(_evaluate))
     _add_run_commands(sub)
     return parser
 

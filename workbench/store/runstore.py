@@ -216,11 +216,13 @@ class RunStore:
             for r in rows
         ]
 
-    def find(self, config_hash: str, dataset_fingerprint: str, query_key: str = "") -> RunRecord | None:
-        """The latest completed run of this config on this dataset (and these queries), or None."""
+    def find(
+        self, config_hash: str, dataset_fingerprint: str, query_key: str = "", *, status: Status = "completed"
+    ) -> RunRecord | None:
+        """The latest run of this config on this dataset (and these queries) with `status`, or None."""
         found = self._records(
-            "WHERE config_hash = ? AND dataset_fingerprint = ? AND query_key = ? AND status = 'completed'",
-            (config_hash, dataset_fingerprint, query_key),
+            "WHERE config_hash = ? AND dataset_fingerprint = ? AND query_key = ? AND status = ?",
+            (config_hash, dataset_fingerprint, query_key, status),
             "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
         )
         return found[0] if found else None
@@ -259,10 +261,12 @@ class RunStore:
         status: Status | None = None,
         sweep_id: str | None = None,
         limit: int | None = None,
+        dataset_fingerprint: str | None = None,
     ) -> list[RunRecord]:
-        """Stored runs, oldest first, optionally filtered by dataset name, status or sweep."""
+        """Stored runs, oldest first, optionally filtered by dataset (name or fingerprint), status or sweep."""
         clauses, params = [], []
-        for column, value in (("dataset_name", dataset), ("status", status), ("sweep_id", sweep_id)):
+        for column, value in (("dataset_name", dataset), ("status", status), ("sweep_id", sweep_id),
+                              ("dataset_fingerprint", dataset_fingerprint)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -287,6 +291,31 @@ class RunStore:
                         metrics=json.loads(r[5]), latency_s=r[6], stage_latency_s=json.loads(r[7]))
             for r in rows
         ]
+
+    def result(self, run_id: str) -> ExperimentResult:
+        """A completed run as the `ExperimentResult` it was saved from (no recomputation).
+
+        Raises:
+            StoreError: no such run, or the run failed (it has no result).
+        """
+        from ..results import ExperimentResult, QueryRow
+
+        record = self.get(run_id)
+        if record.status != "completed":
+            raise StoreError(self.path, f"run {record.id} failed ({record.error}), so it has no result",
+                             "pick a completed run (`workbench runs list --status completed`)")
+        rows = tuple(
+            QueryRow(query_id=q.query_id, query=q.query, chunk_ids=q.chunk_ids, retrieved=q.retrieved,
+                     scores=q.scores, metrics=dict(q.metrics), latency_s=q.latency_s,
+                     stage_latency_s=dict(q.stage_latency_s))
+            for q in self.query_records(record.id)
+        )
+        return ExperimentResult(
+            config=record.config, config_hash=record.config_hash, dataset_name=record.dataset_name,
+            dataset_fingerprint=record.dataset_fingerprint, rows=rows, aggregates=dict(record.aggregates),
+            n_chunks=record.n_chunks, build_s=dict(record.build_s), embedding_stats=dict(record.embedding),
+            started_at=record.started_at.isoformat(), finished_at=record.finished_at.isoformat(),
+        )
 
     def per_query(self, run_id: str, metric: str) -> dict[str, float]:
         """query id -> value of `metric` in one run (for `stats.compare_paired`).
