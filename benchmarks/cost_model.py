@@ -3,7 +3,7 @@
 Each reference below is arithmetic typed from the price table (USD per million tokens:
 Haiku 4.5 1 / 1.25 / 2 / 0.10 / 5, Sonnet 4.5 3 / 3.75 / 6 / 0.30 / 15 for input / 5m write /
 1h write / cache read / output; batch halves every token price), independent of the code.
-It then re-measures the tokenizer conversion factors in `workbench.costs.TOKENS_PER_UNIT`
+It then re-measures the tokenizer conversion factors in `workbench.tokens.TOKENS_PER_UNIT`
 on the bundled chunking corpora, and states the (unverifiable offline) calibration.
 
     .venv/bin/python benchmarks/cost_model.py
@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 
 from workbench.config import GenerationConfig, PipelineConfig
-from workbench.costs import CALIBRATION_FACTOR, TOKENS_PER_UNIT, Workload, cost_per_query, load_price_sheet
+from workbench.costs import Workload, cost_per_query
 from workbench.io import DATA_DIR
+from workbench.prices import load_price_sheet
+from workbench.tokens import CALIBRATION_FACTOR, TOKENS_PER_UNIT
 
 M = 1e6
 
@@ -71,7 +73,7 @@ def token_ratios() -> None:
     print(f"  {'all':<20} chars {chars:>7}  claude {c:>6}  per wordpiece {c / w:.3f}  per word {c / s:.3f}")
     print(f"  in use: {dict(TOKENS_PER_UNIT)}")
     print(f"calibration factor (legacy tokenizer -> current Claude): {CALIBRATION_FACTOR} (assumed, unverified;"
-          " no real counts offline; set WORKBENCH_TOKEN_CALIBRATION after `costs.calibrate` with a key)")
+          " no real counts offline; set WORKBENCH_TOKEN_CALIBRATION after `tokens.calibrate` with a key)")
 
 
 def main() -> None:

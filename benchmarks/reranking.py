@@ -29,14 +29,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from workbench.config import ChunkingConfig, PipelineConfig, RerankingConfig, RetrievalConfig  # noqa: E402
 from workbench.datasets import load_dataset  # noqa: E402
 from workbench.embedding import load_embedder  # noqa: E402
-from workbench.reranking import (  # noqa: E402
-    MaxSimReranker,
-    TrainConfig,
-    evaluate_reranker,
-    make_reranker,
-    retrieve_candidates,
-    train_reranker,
-)
+from workbench.evaluation import TrainConfig, evaluate_reranker, retrieve_candidates, train_reranker  # noqa: E402
+from workbench.reranking import MaxSimReranker, make_reranker  # noqa: E402
 
 K = 10
 TRAIN_DEPTH = 20

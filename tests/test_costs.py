@@ -1,4 +1,4 @@
-"""Prices, token estimates and the cost model, checked against hand-computed figures."""
+"""Prices (`workbench.prices`), token estimates (`workbench.tokens`) and the cost model, by hand."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ from dataclasses import replace
 import pytest
 
 from workbench.config import ChunkingConfig, GenerationConfig, PipelineConfig
-from workbench.costs import (
-    LEVERS,
-    PriceError,
-    Workload,
-    calibrate,
-    calibration_factor,
-    cost_per_query,
-    count_tokens,
-    estimate_tokens,
-    load_price_sheet,
-    load_prices,
-    monthly_cost,
-    price_of,
-    usage_cost,
-)
+from workbench.costs import LEVERS, Workload, cost_per_query, monthly_cost
+from workbench.prices import PriceError, load_price_sheet, load_prices, price_of, usage_cost
+from workbench.tokens import calibrate, calibration_factor, count_tokens, estimate_tokens
 from workbench.generation import SYSTEM_PROMPT
 from workbench.io import DATA_DIR
 from workbench.types import Usage

@@ -1,4 +1,4 @@
-"""The notebook studies (workbench.studies) and their figures, on a tiny hand-made dataset."""
+"""The notebook studies (workbench.evaluation) and their figures, on a tiny hand-made dataset."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from workbench import plots, studies
+from workbench import evaluation, plots
 from workbench.config import ChunkingConfig, PipelineConfig, RerankingConfig, RetrievalConfig
-from workbench.costs import Workload, estimate_tokens, monthly_cost
+from workbench.costs import Workload, monthly_cost
 from workbench.datasets import Dataset
+from workbench.tokens import estimate_tokens
 from workbench.types import Document, Span
 
 TOPICS = {
@@ -55,17 +56,17 @@ BM25 = PipelineConfig(chunking=ChunkingConfig(tokenizer="whitespace"), retrieval
 
 def test_recommend_picks_the_cheapest_point_within_the_share_of_the_best():
     points = {"a": {"q": 0.90, "c": 3.0}, "b": {"q": 0.86, "c": 1.0}, "c": {"q": 0.80, "c": 0.5}}
-    rec = studies.recommend(points, metric="q", cost="c", share=0.95)
+    rec = evaluation.recommend(points, metric="q", cost="c", share=0.95)
     assert (rec.label, rec.best_label) == ("b", "a")
     assert rec.value == 0.86 and rec.cost == 1.0 and rec.best_cost == 3.0
     assert "b:" in str(rec) and "a at 0.900" in str(rec)
-    assert studies.recommend(points, metric="q", cost="c", share=0.85).label == "c"
-    assert studies.recommend(points, metric="q", cost="c", share=1.0).label == "a"
+    assert evaluation.recommend(points, metric="q", cost="c", share=0.85).label == "c"
+    assert evaluation.recommend(points, metric="q", cost="c", share=1.0).label == "a"
 
 
 def test_recommend_breaks_cost_ties_by_quality_and_says_when_the_best_is_cheapest():
     points = {"x": {"q": 0.5, "c": 1.0}, "y": {"q": 0.6, "c": 1.0}}
-    rec = studies.recommend(points, metric="q", cost="c", share=0.5)
+    rec = evaluation.recommend(points, metric="q", cost="c", share=0.5)
     assert rec.label == "y" == rec.best_label
     assert "no cheaper setting" in str(rec)
 
@@ -81,14 +82,14 @@ def test_recommend_breaks_cost_ties_by_quality_and_says_when_the_best_is_cheapes
 )
 def test_recommend_rejects_bad_input(points, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        studies.recommend(points, metric="q", cost="c", **kwargs)
+        evaluation.recommend(points, metric="q", cost="c", **kwargs)
 
 
 # --- chunk size ----------------------------------------------------------------------------------
 
 
 def test_chunk_size_study_prices_the_context_each_setting_sends(tiny):
-    study = studies.chunk_size_study(tiny, methods=("fixed", "recursive"), sizes=(8, 64), overlaps=(0, 16),
+    study = evaluation.chunk_size_study(tiny, methods=("fixed", "recursive"), sizes=(8, 64), overlaps=(0, 16),
                                      base=BM25, k=2)
     labels = [p.label for p in study.points]
     # overlap 16 is left out at size 8 (overlap must be smaller than the size)
@@ -110,16 +111,16 @@ def test_chunk_size_study_prices_the_context_each_setting_sends(tiny):
 
 def test_chunk_size_study_rejects_an_empty_sweep_and_a_bad_k(tiny):
     with pytest.raises(ValueError, match="nothing to sweep"):
-        studies.chunk_size_study(tiny, methods=("fixed",), sizes=(16,), overlaps=(16,), base=BM25)
+        evaluation.chunk_size_study(tiny, methods=("fixed",), sizes=(16,), overlaps=(16,), base=BM25)
     with pytest.raises(ValueError, match="k=0"):
-        studies.chunk_size_study(tiny, base=BM25, k=0)
+        evaluation.chunk_size_study(tiny, base=BM25, k=0)
 
 
 # --- retrievers and filters ------------------------------------------------------------------------
 
 
 def test_filter_study_keeps_each_query_inside_its_own_document(tiny):
-    study = studies.filter_study(tiny, field="title", kinds=("bm25",), base=BM25)
+    study = evaluation.filter_study(tiny, field="title", kinds=("bm25",), base=BM25)
     assert study.queries == 4
     on, off = study.results[("bm25", True)], study.results[("bm25", False)]
     for row in on.rows:
@@ -134,12 +135,12 @@ def test_filter_study_keeps_each_query_inside_its_own_document(tiny):
 
 def test_filter_study_names_the_known_fields_when_the_field_is_missing(tiny):
     with pytest.raises(ValueError, match=r"field 'corpus'.*\['title', 'year'\]"):
-        studies.filter_study(tiny, field="corpus", kinds=("bm25",), base=BM25)
+        evaluation.filter_study(tiny, field="corpus", kinds=("bm25",), base=BM25)
 
 
 @pytest.mark.slow
 def test_retrieval_study_compares_bm25_dense_and_fusions(tiny):
-    study = studies.retrieval_study(tiny, base=BM25, dense_weights=(0.0, 1.0))
+    study = evaluation.retrieval_study(tiny, base=BM25, dense_weights=(0.0, 1.0))
     frame = study.to_frame()
     assert list(frame["label"]) == ["bm25", "dense", "hybrid rrf", "hybrid w=0", "hybrid w=1"]
     assert list(frame["retrievers"]) == [1, 1, 2, 2, 2]
@@ -159,7 +160,7 @@ def test_retrieval_study_compares_bm25_dense_and_fusions(tiny):
 def rerank(tiny):
     base = PipelineConfig(chunking=ChunkingConfig(method="fixed", size=8, tokenizer="whitespace"),
                           retrieval=RetrievalConfig(kind="bm25"))
-    return studies.rerank_study(tiny, {"mmr": RerankingConfig(kind="mmr", mmr_lambda=0.5)}, base=base,
+    return evaluation.rerank_study(tiny, {"mmr": RerankingConfig(kind="mmr", mmr_lambda=0.5)}, base=base,
                                 depths=(4, 8), k=2, context_sizes=(2, 4, 8))
 
 
@@ -173,7 +174,7 @@ def test_rerank_study_measures_each_depth_against_the_first_stage(rerank):
 
 
 def test_context_tradeoff_prices_more_chunks_against_reranked_ones(rerank):
-    tradeoff = studies.context_tradeoff(rerank, depth=8, workload=Workload(output_tokens=0))
+    tradeoff = evaluation.context_tradeoff(rerank, depth=8, workload=Workload(output_tokens=0))
     frame = tradeoff.to_frame()
     assert list(frame["label"]) == ["first stage, top 2", "first stage, top 4", "first stage, top 8",
                                     "mmr, top 2 of 8"]
@@ -184,7 +185,7 @@ def test_context_tradeoff_prices_more_chunks_against_reranked_ones(rerank):
     rec = tradeoff.recommend(share=0.5)
     assert rec.cost_name == "usd_per_1k" and rec.value >= 0.5 * rec.best_value
     with pytest.raises(ValueError, match=r"depth=5 was not studied; choose one of \[4, 8\]"):
-        studies.context_tradeoff(rerank, depth=5)
+        evaluation.context_tradeoff(rerank, depth=5)
     assert len(plots.context_tradeoff_figure(tradeoff).data) == 1 + 4
 
 
@@ -199,14 +200,14 @@ def test_rerank_figures(rerank):
 
 def test_rerank_study_needs_a_reranker(tiny):
     with pytest.raises(ValueError, match="rerankers is empty"):
-        studies.rerank_study(tiny, {})
+        evaluation.rerank_study(tiny, {})
 
 
 # --- routing and costs -------------------------------------------------------------------------------
 
 
 def test_routing_study_traces_the_curve_and_gives_a_routing_mix():
-    study = studies.routing_study(routers=("rules",), test_share=0.4, seed=0)
+    study = evaluation.routing_study(routers=("rules",), test_share=0.4, seed=0)
     assert study.train + study.test == 276 and set(study.curves) == {"rules"}
     name, point = study.recommend(0.9)
     assert name == "rules" and point.quality_retained >= 0.9
@@ -219,7 +220,7 @@ def test_routing_study_traces_the_curve_and_gives_a_routing_mix():
     with pytest.raises(ValueError, match=r"unknown router 'learned'; this study has \['rules'\]"):
         study.routing_mix("learned")
     with pytest.raises(ValueError, match=r"choose from \['rules', 'learned', 'retrieval'\]"):
-        studies.routing_study(routers=("oracle",))
+        evaluation.routing_study(routers=("oracle",))
 
 
 def test_lever_summary_and_waterfall_follow_the_breakdown():
@@ -227,7 +228,7 @@ def test_lever_summary_and_waterfall_follow_the_breakdown():
                         response_cache_hit_rate=0.2, routing_mix={"claude-haiku-4-5": 0.5, "claude-opus-4-5": 0.5},
                         baseline_model="claude-opus-4-5")
     month = monthly_cost(PipelineConfig(), workload)
-    text = studies.lever_summary(month)
+    text = evaluation.lever_summary(month)
     order = sorted(month.savings, key=lambda lever: -month.savings[lever])
     positions = [text.index(f"  {lever} ") for lever in order]
     assert positions == sorted(positions) and f"${month.total:,.2f}" in text
@@ -239,7 +240,7 @@ def test_lever_summary_and_waterfall_follow_the_breakdown():
 
 
 def test_chunk_figures(tiny):
-    study = studies.chunk_size_study(tiny, methods=("fixed",), sizes=(8, 64), overlaps=(0, 4), base=BM25, k=2)
+    study = evaluation.chunk_size_study(tiny, methods=("fixed",), sizes=(8, 64), overlaps=(0, 4), base=BM25, k=2)
     figure = plots.chunk_size_figure(study, "span_iou@2")
     assert [t.name for t in figure.data] == ["fixed", "fixed (overlap 4)"]
     assert list(figure.data[0].x) == [8, 64]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .config import DEFAULT_EMBEDDING_MODEL, ChunkingConfig, EmbeddingConfig
-from .io import DATA_DIR
+from .tokens import claude_tokenizer
 from .types import Chunk, Document
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-CLAUDE_TOKENIZER_PATH = DATA_DIR / "claude_tokenizer" / "tokenizer.json"
 
 
 class Chunker(Protocol):
@@ -132,13 +131,6 @@ def _embedding_tokenizer(embedding_model: str) -> tokenizers.Tokenizer:
     return backend
 
 
-@functools.cache
-def _claude_tokenizer() -> tokenizers.Tokenizer:
-    import tokenizers
-
-    return tokenizers.Tokenizer.from_file(str(CLAUDE_TOKENIZER_PATH))
-
-
 def make_tokenize(
     name: str,
     *,
@@ -166,7 +158,7 @@ def make_tokenize(
     if name == "embedding":
         return _offsets_tokenize(_embedding_tokenizer(embedding_model))
     if name == "claude":
-        return _offsets_tokenize(_claude_tokenizer())
+        return _offsets_tokenize(claude_tokenizer())
     raise ValueError(f"unknown chunking tokenizer {name!r}; choose one of ['claude', 'embedding', 'whitespace']")
 
 

@@ -1,31 +1,40 @@
-"""What answers cost: the dated price table as data, token estimates, and a cost model.
+"""The cost model: what a workload of queries costs under a pipeline config, lever by lever.
 
-Prices live in `data/prices.toml` (USD per million tokens); `WORKBENCH_PRICES` points at a
-copy to add models or override prices without touching code. Token counts come from the
-Anthropic API's token counter when `ANTHROPIC_API_KEY` is set, else from an offline estimate
-(the legacy Claude tokenizer times a calibration factor), always labelled as such.
-
-Calibration: `CALIBRATION_FACTOR` is 1.0, i.e. no correction. It is an assumption, not a
-measurement: Anthropic states the legacy (Claude 2) tokenizer is not exact for Claude 3 and
-later, and no real Claude count can be taken offline, so its error is unknown. With a key,
-`calibrate(texts, [count_tokens(t).tokens for t in texts])` measures the factor and its error;
-set `WORKBENCH_TOKEN_CALIBRATION` to the measured factor to use it everywhere.
+Prices come from `workbench.prices` (the table as data) and token counts from
+`workbench.tokens` (the API's count with a key, else offline estimates, labelled as such).
+The price and token names this module exported before that split (`load_prices`,
+`estimate_tokens`, ...) are re-exported here, so `from workbench.costs import ...` keeps working.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
-import os
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .io import DATA_DIR
-from .types import Usage
+from .generation.base import SYSTEM_PROMPT
+from .prices import (
+    PER_MILLION,
+    PRICES_PATH,
+    ModelPrice,
+    PriceError,
+    PriceSheet,
+    load_price_sheet,
+    load_prices,
+    price_of,
+    usage_cost,
+)
+from .tokens import (
+    CALIBRATION_FACTOR,
+    TOKENS_PER_UNIT,
+    Calibration,
+    TokenCount,
+    calibrate,
+    calibration_factor,
+    count_tokens,
+    estimate_tokens,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +42,13 @@ if TYPE_CHECKING:
     from .config import PipelineConfig
 
 __all__ = [
+    "Workload",
+    "CostBreakdown",
+    "cost_per_query",
+    "monthly_cost",
+    "MIN_CACHEABLE_TOKENS",
+    "LEVERS",
+    # re-exported from workbench.prices and workbench.tokens (their home before the split)
     "ModelPrice",
     "PriceSheet",
     "PriceError",
@@ -40,35 +56,16 @@ __all__ = [
     "load_price_sheet",
     "price_of",
     "usage_cost",
+    "PRICES_PATH",
     "estimate_tokens",
     "calibration_factor",
     "TokenCount",
     "count_tokens",
     "Calibration",
     "calibrate",
-    "Workload",
-    "CostBreakdown",
-    "cost_per_query",
-    "monthly_cost",
-    "PRICES_PATH",
     "CALIBRATION_FACTOR",
     "TOKENS_PER_UNIT",
-    "MIN_CACHEABLE_TOKENS",
-    "LEVERS",
 ]
-
-log = logging.getLogger(__name__)
-
-PRICES_PATH = DATA_DIR / "prices.toml"
-TOKENIZER_PATH = DATA_DIR / "claude_tokenizer" / "tokenizer.json"
-PER_MILLION = 1_000_000
-CALIBRATION_FACTOR = 1.0  # assumed, unverified: see the module docstring
-
-# Legacy-Claude tokens per unit of each chunking tokenizer, measured on the bundled chunking
-# corpora (chatlogs, state_of_the_union, wikitexts; 206,423 characters): 45,773 legacy tokens
-# against 43,913 all-MiniLM-L6-v2 WordPiece tokens (per-corpus 0.96-1.09) and 36,842
-# whitespace words (per-corpus 1.17-1.36). `benchmarks/cost_model.py` recomputes them.
-TOKENS_PER_UNIT: Mapping[str, float] = {"claude": 1.0, "embedding": 1.04, "whitespace": 1.24}
 
 # Shortest prefix the API will cache, per model (Anthropic's prompt-caching documentation as
 # known to the author; not checkable offline). A shorter prefix is sent but not cached.
@@ -80,244 +77,6 @@ MIN_CACHEABLE_TOKENS: Mapping[str, int] = {
 DEFAULT_MIN_CACHEABLE_TOKENS = 1024
 
 LEVERS = ("routing", "prompt_caching", "batch", "response_cache")
-_PRICE_KEYS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read", "batch_discount")
-
-
-class PriceError(ValueError):
-    """The price table is missing, malformed, or lacks a model; the message says the fix."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelPrice:
-    """List prices of one model in USD per million tokens.
-
-    `batch_discount` is the fraction taken off every token price in batch processing
-    (0.5 = half price); Anthropic's caching multipliers stack with it.
-    """
-
-    model: str
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_write_1h: float
-    cache_read: float
-    batch_discount: float
-
-    def __post_init__(self) -> None:
-        for name in _PRICE_KEYS:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise PriceError(f"price {name}={value!r} of model {self.model!r} must be a number >= 0")
-        if not 0 <= self.batch_discount < 1:
-            raise PriceError(
-                f"batch_discount={self.batch_discount} of model {self.model!r} must lie in [0, 1): "
-                "it is the fraction taken off (0.5 = half price)"
-            )
-
-    def cache_write(self, ttl: str) -> float:
-        """The cache-write price for a cache lifetime of "5m" or "1h"."""
-        if ttl == "5m":
-            return self.cache_write_5m
-        if ttl == "1h":
-            return self.cache_write_1h
-        raise ValueError(f"unknown cache_ttl {ttl!r}; choose one of ['1h', '5m']")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PriceSheet:
-    """A whole price table: its date, its source and the prices by model id."""
-
-    date: str
-    source: str
-    path: str
-    prices: Mapping[str, ModelPrice]
-
-
-def load_price_sheet(path: str | Path | None = None) -> PriceSheet:
-    """Read a price table (TOML: `date`, `source`, one `[models.<id>]` table per model).
-
-    Args:
-        path: the file; default `$WORKBENCH_PRICES`, else the bundled `data/prices.toml`.
-
-    Raises:
-        PriceError: the file is missing, not TOML, or a model lacks a price or has a bad one.
-    """
-    path = Path(path or os.environ.get("WORKBENCH_PRICES") or PRICES_PATH)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PriceError(
-            f"price table {str(path)!r} does not exist; fix WORKBENCH_PRICES or copy data/prices.toml there"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PriceError(f"price table {str(path)!r} is not valid TOML: {exc}") from None
-    models = data.get("models")
-    if not isinstance(models, dict) or not models:
-        raise PriceError(f"price table {str(path)!r} has no [models.<id>] tables; see data/prices.toml")
-    prices: dict[str, ModelPrice] = {}
-    for model, table in models.items():
-        if not isinstance(table, dict):
-            raise PriceError(f"models.{model} in {str(path)!r} must be a table of prices")
-        missing = [k for k in _PRICE_KEYS if k not in table]
-        unknown = sorted(set(table) - set(_PRICE_KEYS))
-        if missing or unknown:
-            raise PriceError(
-                f"models.{model} in {str(path)!r}: missing {missing}, unknown {unknown}; "
-                f"each model needs exactly {list(_PRICE_KEYS)}"
-            )
-        prices[model] = ModelPrice(model=model, **table)
-    return PriceSheet(
-        date=str(data.get("date", "")), source=str(data.get("source", "")), path=str(path), prices=prices
-    )
-
-
-def load_prices(path: str | Path | None = None) -> dict[str, ModelPrice]:
-    """The prices by model id from a price table (see `load_price_sheet`)."""
-    return dict(load_price_sheet(path).prices)
-
-
-def price_of(model: str, prices: Mapping[str, ModelPrice] | None = None) -> ModelPrice:
-    """The price of `model`.
-
-    Raises:
-        PriceError: the model is not in the table (the message lists the known ones).
-    """
-    prices = load_prices() if prices is None else prices
-    try:
-        return prices[model]
-    except KeyError:
-        raise PriceError(
-            f"no price for model {model!r}; known models are {sorted(prices)}. "
-            "Add a [models.<id>] table to a copy of data/prices.toml and set WORKBENCH_PRICES"
-        ) from None
-
-
-def usage_cost(usage: Usage, price: ModelPrice, *, batch: bool = False, cache_ttl: str = "5m") -> float:
-    """USD cost of one call's tokens.
-
-    `usage.input_tokens` are the uncached input tokens, as the API reports them; cache writes
-    are priced at the `cache_ttl` rate and the batch discount applies to every token kind.
-    """
-    cost = (
-        usage.input_tokens * price.input
-        + usage.cache_write_tokens * price.cache_write(cache_ttl)
-        + usage.cache_read_tokens * price.cache_read
-        + usage.output_tokens * price.output
-    ) / PER_MILLION
-    return cost * (1 - price.batch_discount) if batch else cost
-
-
-# --- token counts ---------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _legacy_tokenizer():  # -> tokenizers.Tokenizer
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(TOKENIZER_PATH))
-
-
-@functools.lru_cache(maxsize=65_536)  # studies price the same chunk texts under many settings
-def _legacy_count(text: str) -> int:
-    return len(_legacy_tokenizer().encode(text, add_special_tokens=False).ids) if text else 0
-
-
-def calibration_factor() -> float:
-    """The factor applied to legacy-tokenizer counts: `$WORKBENCH_TOKEN_CALIBRATION` or 1.0.
-
-    Raises:
-        ValueError: the variable is not a positive number.
-    """
-    raw = os.environ.get("WORKBENCH_TOKEN_CALIBRATION")
-    if raw is None:
-        return CALIBRATION_FACTOR
-    try:
-        factor = float(raw)
-    except ValueError:
-        factor = -1.0
-    if not factor > 0 or math.isinf(factor):
-        raise ValueError(f"WORKBENCH_TOKEN_CALIBRATION={raw!r} must be a positive number such as 1.1")
-    return factor
-
-
-def estimate_tokens(text: str) -> int:
-    """Offline estimate of the Claude tokens in `text`: legacy tokenizer x calibration factor."""
-    return round(_legacy_count(text) * calibration_factor())
-
-
-@dataclass(frozen=True, kw_only=True)
-class TokenCount:
-    """A token count and whether the API counted it (True) or it is an offline estimate."""
-
-    tokens: int
-    counted: bool
-
-
-def count_tokens(text: str, *, model: str = "claude-haiku-4-5") -> TokenCount:
-    """Tokens of `text` sent as one user message: the API's count with a key, else an estimate.
-
-    With `ANTHROPIC_API_KEY` set (and `ANTHROPIC_BASE_URL` if any) the Messages token counter
-    answers; its count includes the few tokens of message framing, which are billed too. When
-    the call fails the offline estimate is returned, labelled `counted=False`.
-    """
-    if not text:
-        return TokenCount(tokens=0, counted=False)
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        import anthropic
-
-        try:
-            tokens = _api_count(text, model, os.environ.get("ANTHROPIC_BASE_URL", ""))
-            return TokenCount(tokens=tokens, counted=True)
-        except anthropic.AnthropicError as exc:
-            log.warning("token counting through the API failed (%s); using the offline estimate",
-                        type(exc).__name__)
-    return TokenCount(tokens=estimate_tokens(text), counted=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _api_count(text: str, model: str, base_url: str) -> int:
-    """The API's count, remembered per process (a cost sweep asks for the same texts again)."""
-    from .generation import anthropic_client
-
-    result = anthropic_client(base_url=base_url or None, max_retries=2).messages.count_tokens(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
-    return int(result.input_tokens)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Calibration:
-    """A measured calibration: the factor, and relative errors of calibrated estimates."""
-
-    factor: float
-    mean_abs_error: float
-    max_abs_error: float
-    n: int
-
-
-def calibrate(texts: Sequence[str], counts: Sequence[int]) -> Calibration:
-    """Fit the factor that maps legacy-tokenizer counts onto real counts (ratio of sums).
-
-    Args:
-        texts: sample texts, ideally like the ones being priced.
-        counts: the real token count of each text (e.g. `count_tokens(t).tokens` with a key).
-
-    Raises:
-        ValueError: lengths differ, or no text has any tokens.
-    """
-    if len(texts) != len(counts):
-        raise ValueError(f"{len(texts)} texts but {len(counts)} counts; give one count per text")
-    legacy = [_legacy_count(t) for t in texts]
-    pairs = [(est, real) for est, real in zip(legacy, counts) if est > 0 and real > 0]
-    if not pairs:
-        raise ValueError("calibrate needs at least one non-empty text with a positive count")
-    factor = sum(r for _, r in pairs) / sum(e for e, _ in pairs)
-    errors = [abs(e * factor - r) / r for e, r in pairs]
-    return Calibration(factor=factor, mean_abs_error=sum(errors) / len(errors), max_abs_error=max(errors),
-                       n=len(pairs))
-
-
-# --- the cost model -----------------------------------------------------------------------------
 
 
 def _share(name: str, value: float) -> None:
@@ -461,8 +220,6 @@ def _request_costs(
 def _prompt_tokens(config: PipelineConfig, workload: Workload) -> tuple[_Prompt, dict[str, str]]:
     sources: dict[str, str] = {}
     if workload.system_tokens is None:
-        from .generation import SYSTEM_PROMPT
-
         counted = count_tokens(config.generation.system_prompt or SYSTEM_PROMPT, model=config.generation.model)
         system, sources["system_tokens"] = counted.tokens, "counted" if counted.counted else "estimate"
     else:

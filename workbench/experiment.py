@@ -14,18 +14,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import tracing
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
+from .results import ExperimentResult, QueryRow, Response
 from .types import Answer, Chunk, Hit, Span
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .embedding import Embedder
     from .generation import Generator
     from .reranking import Reranker
@@ -43,54 +42,6 @@ __all__ = [
     "run_experiment",
     "document_ranking",
 ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueryRow:
-    """One query's outcome: the final ranking (chunks and documents), its metrics and latency."""
-
-    query_id: str
-    query: str
-    chunk_ids: tuple[str, ...]
-    retrieved: tuple[str, ...]  # document ids, each at its best chunk's rank
-    scores: tuple[float, ...]
-    metrics: Mapping[str, float]
-    latency_s: float
-    stage_latency_s: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExperimentResult:
-    """Per-query rows and aggregate metrics of one config on one dataset."""
-
-    config: PipelineConfig
-    config_hash: str
-    dataset_name: str
-    dataset_fingerprint: str
-    rows: tuple[QueryRow, ...]
-    aggregates: Mapping[str, float]
-    n_chunks: int
-    build_s: Mapping[str, float]
-    embedding_stats: Mapping[str, int]
-    started_at: str
-    finished_at: str
-
-    def to_frame(self) -> pd.DataFrame:
-        """Per-query rows as a DataFrame: ids, query, latency, one column per metric."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            [
-                {
-                    "query_id": r.query_id,
-                    "query": r.query,
-                    "latency_ms": 1000 * r.latency_s,
-                    **r.metrics,
-                    "retrieved": list(r.retrieved[:10]),
-                }
-                for r in self.rows
-            ]
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,18 +166,6 @@ class Pipeline:
             judge=lambda _query, result: groundedness(result.text, texts, embedder.embed),
             threshold=self.config.routing.threshold,
         )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Response:
-    """One answered query: the model routed to, the hits, the answer and each stage's seconds."""
-
-    query: str
-    model: str
-    hits: tuple[Hit, ...]
-    answer: Answer
-    attempts: tuple[Answer, ...]  # every answer paid for (a cascade's discarded ones first)
-    stage_latency_s: Mapping[str, float]
 
 
 _CACHE_SIZE = 8

@@ -1,7 +1,8 @@
-"""Reranking evaluation: first-stage candidates, and each reranker against them at several depths."""
+"""Reranker evaluation: first-stage candidates, and each reranker against them at several depths."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ..config import PipelineConfig, RerankingConfig
+from ..experiment import build_pipeline
+from ..metrics import ndcg_at_k, precision_at_k, recall_at_k
+from ..reranking.base import Reranker, _check_k
+from ..stats import compare_paired
 from ..types import Chunk, Hit
-from .base import Reranker, _check_k
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,9 +83,6 @@ def retrieve_candidates(
     Raises:
         ValueError: depth <= 0, depth larger than the number of chunks, or unknown query ids.
     """
-    import dataclasses
-
-    from ..experiment import build_pipeline
 
     if depth <= 0:
         raise ValueError(f"depth must be positive, got {depth}")
@@ -181,16 +182,12 @@ class RerankEvaluation:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per depth N: metrics before/after, wins/losses, p-value, ms added, verdict."""
-        import dataclasses
-
         import pandas as pd
 
         return pd.DataFrame([{"reranker": self.name, **dataclasses.asdict(s)} for s in self.summaries])
 
     def per_query_frame(self) -> pd.DataFrame:
         """One row per (query, depth)."""
-        import dataclasses
-
         import pandas as pd
 
         return pd.DataFrame([{"reranker": self.name, **dataclasses.asdict(r)} for r in self.rows])
@@ -238,8 +235,6 @@ def evaluate_reranker(
     Raises:
         ValueError: k <= 0, a depth smaller than k, a depth deeper than the candidates, or no queries.
     """
-    from ..metrics import ndcg_at_k, precision_at_k, recall_at_k
-    from ..stats import compare_paired
 
     _check_k(k)
     if not depths:

@@ -1,4 +1,8 @@
-"""Fine-tuning a cross-encoder on a dataset's own judgements, with a held-out test."""
+"""Fine-tuning a cross-encoder on a dataset's own judgements, with a held-out test.
+
+The training itself is sentence-transformers' `CrossEncoderTrainer`; this module builds the pairs,
+the splits and the report.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import ConfigError, PipelineConfig, RerankingConfig, RetrievalConfig
+from ..embedding import resolve_model
+from ..reranking.base import _top_k
+from ..reranking.cross_encoder import CrossEncoderReranker, forget_cross_encoder
+from ..retrieval import build_retriever
 from ..types import Chunk, Hit
-from .base import _top_k
-from .cross_encoder import CrossEncoderReranker, forget_cross_encoder
-from .evaluation import Candidates, RerankEvaluation, evaluate_reranker, retrieve_candidates
+from .reranker_evaluation import Candidates, RerankEvaluation, evaluate_reranker, retrieve_candidates
 
 if TYPE_CHECKING:
     from ..datasets import Dataset
@@ -132,8 +138,6 @@ Pair = tuple[str, str, float]
 
 
 def _training_pairs(candidates: Candidates, qids: Sequence[str], config: TrainConfig) -> tuple[list[Pair], int, int]:
-    from ..retrieval import build_retriever
-
     bm25 = build_retriever(RetrievalConfig(kind="bm25"), candidates.chunks)
     by_doc: dict[str, list[Chunk]] = {}
     for c in candidates.chunks:
@@ -239,41 +243,8 @@ def train_reranker(
             "training needs both: check the judgements"
         )
 
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    from ..embedding import resolve_model
-
     t0 = time.perf_counter()
-    torch.manual_seed(config.seed)
-    model = CrossEncoder(resolve_model(config.base_model), num_labels=1, max_length=config.max_length, device="cpu")
-    net, tokenizer = model.model, model.tokenizer
-    steps = config.epochs * math.ceil(len(pairs) / config.batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    losses: list[float] = []
-    net.train()
-    for epoch in range(config.epochs):
-        random.Random(config.seed + epoch).shuffle(pairs)
-        for i in range(0, len(pairs), config.batch_size):
-            batch = pairs[i : i + config.batch_size]
-            features = tokenizer(
-                [q for q, _, _ in batch], [p for _, p, _ in batch],
-                padding=True, truncation=True, max_length=config.max_length, return_tensors="pt",
-            )
-            logits = net(**features).logits.view(-1)
-            loss = loss_fn(logits, torch.tensor([t for _, _, t in batch], dtype=torch.float32))
-            loss.backward()
-            losses.append(loss.item())
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-    net.eval()
+    model, losses, steps = _fit(pairs, config)
     seconds = time.perf_counter() - t0
     output_dir = Path(output_dir)
     _save_atomically(model, output_dir)
@@ -305,6 +276,47 @@ def train_reranker(
         train_seconds=seconds, loss_curve=_tenths(losses), input_weight=weight, validation_ndcg=validation_ndcg,
         evaluation=fused, raw_evaluation=raw,
     )
+
+
+def _fit(pairs: list[Pair], config: TrainConfig) -> tuple[Any, list[float], int]:
+    """Fine-tune a one-logit CrossEncoder on `pairs` with sentence-transformers' own trainer.
+
+    Pointwise binary cross-entropy on the logits, AdamW (weight decay 0.01), linear warm-up over
+    the first tenth of the steps then linear decay, gradients clipped at norm 1, shuffled with
+    `config.seed`. Returns the model, the loss of every step and the number of steps.
+    """
+    import tempfile
+
+    import datasets
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import set_seed
+    from transformers.utils import logging as hf_logging
+
+    set_seed(config.seed)  # the new classification head's initial weights
+    steps = config.epochs * math.ceil(len(pairs) / config.batch_size)
+    model = CrossEncoder(resolve_model(config.base_model), num_labels=1, max_length=config.max_length, device="cpu")
+    train = datasets.Dataset.from_dict({
+        "query": [q for q, _, _ in pairs], "passage": [p for _, p, _ in pairs], "label": [t for _, _, t in pairs],
+    })
+    with tempfile.TemporaryDirectory(prefix="workbench-train-") as scratch:  # the trainer's output_dir: nothing saved
+        args = CrossEncoderTrainingArguments(
+            output_dir=scratch, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate, weight_decay=0.01, lr_scheduler_type="linear",
+            warmup_steps=max(1, steps // 10), max_grad_norm=1.0, seed=config.seed, use_cpu=True,
+            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        )
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=BinaryCrossEntropyLoss(model))
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the trainer logs each step's loss; they go into the report instead
+        try:
+            trainer.train()
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    model.model.eval()
+    losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    return model, losses, trainer.state.global_step
 
 
 def _save_atomically(model: Any, output_dir: Path) -> None:

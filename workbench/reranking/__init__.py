@@ -1,12 +1,10 @@
 """Second-stage reranking: retrieve N candidates, rerank to the best k, and measure whether it pays.
 
 Rerankers share one contract, `rerank(query, hits, k) -> hits`, and are built from a
-`RerankingConfig` by name through `RERANKERS`. `evaluate_reranker` scores a reranker against
-its input ranking at several candidate depths, query by query, with a paired significance test;
-`train_reranker` fine-tunes a cross-encoder on a dataset's own judgements.
+`RerankingConfig` by name through `RERANKERS`. Measuring and fine-tuning them sits above the
+runner, in `workbench.evaluation` (`evaluate_reranker`, `train_reranker`).
 
-Modules: `base` (the protocol), `cross_encoder`, `maxsim`, `mmr`, `llm` (one reranker each),
-`evaluation` (candidates and `evaluate_reranker`), `training` (`train_reranker`).
+Modules: `base` (the protocol), `cross_encoder`, `maxsim`, `mmr`, `llm` (one reranker each).
 """
 
 from __future__ import annotations
@@ -16,21 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError, RerankingConfig
-from . import evaluation, training
 from .base import Reranker
 from .cross_encoder import CrossEncoderReranker
-from .evaluation import (
-    Candidates,
-    DepthSummary,
-    RerankEvaluation,
-    RerankRow,
-    evaluate_reranker,
-    retrieve_candidates,
-)
 from .llm import LLMReranker
 from .maxsim import MaxSimReranker
 from .mmr import MMRReranker
-from .training import TrainConfig, TrainingReport, train_reranker
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
@@ -43,8 +31,6 @@ __all__ = [
     "MaxSimReranker",
     "MMRReranker",
     "LLMReranker",
-    *evaluation.__all__,
-    *training.__all__,
 ]
 
 RERANKERS: dict[str, Callable[[RerankingConfig, Embedder | None], Reranker]] = {
@@ -78,6 +64,6 @@ def make_reranker(config: RerankingConfig, *, embedder: Embedder | None = None) 
     if config.kind == "trained" and not (config.model and Path(config.model).expanduser().is_dir()):
         raise ConfigError(
             f"reranking.kind='trained' needs reranking.model to be the folder train_reranker wrote, "
-            f"got {config.model!r}; run workbench.reranking.train_reranker(dataset, folder) first"
+            f"got {config.model!r}; run workbench.evaluation.train_reranker(dataset, folder) first"
         )
     return RERANKERS[config.kind](config, embedder)

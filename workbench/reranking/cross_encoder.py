@@ -94,7 +94,7 @@ class CrossEncoderReranker:
         if _looks_like_path(model) and not Path(model).expanduser().exists():
             raise ConfigError(
                 f"reranking.model path {model!r} does not exist; give a saved cross-encoder folder "
-                "(train one with workbench.reranking.train_reranker) or a Hugging Face model name"
+                "(train one with workbench.evaluation.train_reranker) or a Hugging Face model name"
             )
         self.model_name = model
         self.max_length = max_length

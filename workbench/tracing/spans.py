@@ -36,7 +36,7 @@ from .redaction import env_secrets, redact
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
-    from ..experiment import Response
+    from ..results import Response
     from ..types import Answer, Hit
     from .store import TraceStore
 
