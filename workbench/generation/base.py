@@ -20,6 +20,7 @@ __all__ = [
     "completion_prompt",
     "parse_citations",
     "cited_passages",
+    "passage_block",
 ]
 
 SYSTEM_PROMPT = (
@@ -51,8 +52,13 @@ class GenerationError(RuntimeError):
 # --- prompts ------------------------------------------------------------------------------------
 
 
+def passage_block(n: int, text: str) -> str:
+    """Passage `n` as the prompt shows it (token budgets count this)."""
+    return f'<passage n="{n}">\n{text}\n</passage>'
+
+
 def _passages(context: Sequence[Hit]) -> str:
-    return "\n\n".join(f'<passage n="{i}">\n{hit.chunk.text}\n</passage>' for i, hit in enumerate(context, 1))
+    return "\n\n".join(passage_block(i, hit.chunk.text) for i, hit in enumerate(context, 1))
 
 
 @dataclass(frozen=True, kw_only=True)
