@@ -204,7 +204,7 @@ def test_dense_exact_search_equals_brute_force_numpy(titles, embedder):
 
 def test_hnsw_recall_against_flat(embedder):
     # 3,000 clustered unit vectors: big enough that HNSW is approximate, small enough to be quick.
-    import faiss
+    from workbench.vectorstores import FaissIndex, IndexSpec
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(30, 48))
@@ -212,13 +212,13 @@ def test_hnsw_recall_against_flat(embedder):
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     chunks = [make_chunk(str(i), f"vector {i}", shard=i % 50) for i in range(len(data))]
 
-    def retriever(index) -> DenseRetriever:
-        index.add(data)
-        return DenseRetriever(chunks, index, embedder, model_id=embedder.model_id, ef_search=64)
+    def retriever(index: str) -> DenseRetriever:
+        built = FaissIndex(IndexSpec(dimension=48, index=index, hnsw_m=16, hnsw_ef_search=64))
+        built.upsert([c.id for c in chunks], data, [c.metadata for c in chunks], [c.doc_id for c in chunks])
+        return DenseRetriever(chunks, built, embedder, model_id=embedder.model_id)
 
-    flat = retriever(faiss.IndexFlatIP(48))
-    hnsw_index = faiss.IndexHNSWFlat(48, 16, faiss.METRIC_INNER_PRODUCT)
-    hnsw = retriever(hnsw_index)
+    flat = retriever("flat")
+    hnsw = retriever("hnsw")
     queries = data[rng.integers(0, 3000, 50)] + 0.1 * rng.normal(size=(50, 48)).astype(np.float32)
     exact, approx = flat.search(queries, 10), hnsw.search(queries, 10)
     recall = np.mean([len({h.chunk.id for h in a} & {h.chunk.id for h in e}) / 10 for a, e in zip(approx, exact)])
@@ -241,8 +241,11 @@ def test_dense_save_load_roundtrip_and_checksums(titles, embedder, tmp_path):
     assert [(h.chunk.id, round(h.score, 6)) for h in loaded.retrieve(query, 5)] == [
         (h.chunk.id, round(h.score, 6)) for h in retriever.retrieve(query, 5)
     ]
-    (tmp_path / "idx" / "chunks.jsonl").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "idx" / "chunks.faiss.jsonl").write_text("{}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="checksum.*rebuild the index"):
+        DenseRetriever.load(tmp_path / "idx", embedder)
+    (tmp_path / "idx" / "manifest.json").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="manifest.json is corrupt.*rebuild the index"):
         DenseRetriever.load(tmp_path / "idx", embedder)
     with pytest.raises(ValueError, match="no saved dense index"):
         DenseRetriever.load(tmp_path / "nowhere", embedder)
@@ -345,5 +348,5 @@ def test_bad_input_errors(titles, embedder):
     with pytest.raises(ValueError, match=r"unknown retriever 'colbert'; choose one of \['bm25', 'dense', 'hybrid'\]"):
         build_retriever(config, titles)
     assert sorted(RETRIEVERS) == ["bm25", "dense", "hybrid"]
-    with pytest.raises(ValueError, match="unknown dense index 'ivf'"):
+    with pytest.raises(ValueError, match=r"faiss has no 'ivf' index; choose one of \['flat', 'hnsw'\]"):
         DenseRetriever.build(titles, embedder, index="ivf")

@@ -1,42 +1,42 @@
-"""Dense retrieval: cosine similarity over a FAISS index (exact or HNSW) that knows its model."""
+"""Dense retrieval: cosine similarity through any `VectorIndex` (FAISS by default) that knows its model."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import ConfigError, RetrievalConfig
-from ..io import atomic_write_bytes, atomic_write_text
 from ..types import Chunk, Hit
-from .base import Filter, check_chunks, check_k, filter_mask, ranked_hits, top_k
+from ..vectorstores import (
+    BaseIndex,
+    DocumentEntry,
+    IndexInfo,
+    IndexSpec,
+    index_spec,
+    make_index,
+    read_info,
+    read_manifest,
+    write_info,
+    write_manifest,
+)
+from .base import Filter, check_chunks, check_k, filter_mask
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
+    from ..resources import Resources
 
-__all__ = ["DenseRetriever"]
+__all__ = ["DenseRetriever", "index_settings"]
 
-_INDEX_FILE, _CHUNKS_FILE, _META_FILE = "index.faiss", "chunks.jsonl", "meta.json"
-_FORMAT = 1
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ImportError("faiss is missing; run `make run` or `pip install faiss-cpu`") from exc
-    return faiss
+_UPSERT_BATCH = 5000
 
 
-def _normalised(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.array(vectors, dtype=np.float32, ndmin=2, order="C")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+def index_settings(config: RetrievalConfig) -> dict[str, Any]:
+    """The `IndexSpec` search settings a retrieval config names."""
+    return {"hnsw_m": config.hnsw_m, "hnsw_ef_construction": config.hnsw_ef_construction,
+            "hnsw_ef_search": config.hnsw_ef_search, "ivf_lists": config.ivf_lists, "ivf_probes": config.ivf_probes}
 
 
 def _mismatch(built: str, given: str) -> ConfigError:
@@ -46,34 +46,17 @@ def _mismatch(built: str, given: str) -> ConfigError:
     )
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, (tuple, set, frozenset)):
-        return list(value)
-    raise TypeError(f"chunk metadata value {value!r} ({type(value).__name__}) cannot be saved; use str, number, bool, list or date")
-
-
-def _json_hook(obj: dict[str, Any]) -> Any:
-    if obj.keys() == {"$datetime"}:
-        return dt.datetime.fromisoformat(obj["$datetime"])
-    if obj.keys() == {"$date"}:
-        return dt.date.fromisoformat(obj["$date"])
-    return obj
-
-
 class DenseRetriever:
-    """Cosine similarity over a FAISS index (exact `IndexFlatIP`, or HNSW) of chunk embeddings.
+    """Cosine similarity over a vector index of chunk embeddings (any backend of `workbench.vectorstores`).
 
-    The index records the embedding model id; pairing it with an embedder of another model
-    raises `ConfigError` ("embedding model mismatch").
+    The retriever records the embedding model id; pairing it with an embedder of another model
+    raises `ConfigError` ("embedding model mismatch"). `short_lists` counts filtered result
+    lists that came back with fewer than k hits although k chunks passed the filter (a backend
+    that post-filters); FAISS and the databases here filter before the top-k cut.
     """
 
-    def __init__(self, chunks: Sequence[Chunk], index: Any, embedder: Embedder, *, model_id: str,
-                 ef_search: int = 128) -> None:
-        """Wrap a built FAISS index whose i-th vector embeds `chunks[i]`; see `build` and `load`.
+    def __init__(self, chunks: Sequence[Chunk], index: BaseIndex, embedder: Embedder, *, model_id: str) -> None:
+        """Wrap an index whose rows are `chunks` (by id); see `build` and `load`.
 
         Raises:
             ConfigError: `embedder` is not the model the index was built with.
@@ -81,59 +64,70 @@ class DenseRetriever:
         """
         if embedder.model_id != model_id:
             raise _mismatch(model_id, embedder.model_id)
-        if index.ntotal != len(chunks):
-            raise ValueError(f"the index holds {index.ntotal} vectors for {len(chunks)} chunks; rebuild the index")
+        stored = index.count()
+        if stored != len(chunks):
+            raise ValueError(
+                f"the {index.label} index holds {stored} vectors for {len(chunks)} chunks; rebuild the index "
+                "(or run `workbench ingest` again to finish an interrupted ingest)"
+            )
         self.chunks = list(chunks)
+        self._by_id = {c.id: c for c in self.chunks}
         self.index = index
         self.embedder = embedder
         self.model_id = model_id
-        self.dimension = int(index.d)
-        self.ef_search = ef_search
+        self.dimension = index.spec.dimension
+        self.short_lists = 0
 
     @classmethod
-    def build(cls, chunks: Sequence[Chunk], embedder: Embedder, *, index: str = "flat", hnsw_m: int = 32,
-              hnsw_ef_construction: int = 200, hnsw_ef_search: int = 128, progress: bool = True) -> DenseRetriever:
+    def build(cls, chunks: Sequence[Chunk], embedder: Embedder, *, index: str = "flat", backend: str = "faiss",
+              url: str = "", folder: Path | None = None, progress: bool = True, **settings: Any) -> DenseRetriever:
         """Embed `chunks` (through the embedder's cache) and index them.
 
         Args:
             chunks: what to index.
             embedder: the model; its id is recorded with the index.
-            index: "flat" (exact inner product) or "hnsw" (approximate, `IndexHNSWFlat`).
-            hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and search breadths.
+            index: "flat" (exact), "hnsw" or "ivfflat" (approximate; which the backend has).
+            backend: a name from `workbench.vectorstores.BACKENDS`.
+            url: the backend's server ("" = embedded).
+            folder: where an embedded backend keeps its files (None: memory or a temporary folder).
             progress: show the embedding progress bar.
+            settings: `IndexSpec` search settings (hnsw_m, hnsw_ef_search, ivf_probes, ...).
 
         Raises:
-            ValueError: no chunks, duplicate chunk ids, or an unknown index kind.
+            ValueError: no chunks, duplicate chunk ids, an unknown backend or index kind.
         """
         check_chunks(chunks)
-        if index not in ("flat", "hnsw"):
-            raise ValueError(f"unknown dense index {index!r}; choose one of ['flat', 'hnsw']")
-        faiss = _import_faiss()
-        vectors = _normalised(embedder.embed([c.text for c in chunks], progress=progress))
-        dim = vectors.shape[1]
-        if index == "flat":
-            built = faiss.IndexFlatIP(dim)
-        else:
-            built = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            built.hnsw.efConstruction = hnsw_ef_construction
-            built.hnsw.efSearch = hnsw_ef_search
-        built.add(vectors)
-        return cls(chunks, built, embedder, model_id=embedder.model_id, ef_search=hnsw_ef_search)
+        vectors = embedder.embed([c.text for c in chunks], progress=progress)
+        built = make_index(backend, IndexSpec(folder=folder, dimension=int(vectors.shape[1]), index=index, url=url, **settings))
+        for start in range(0, len(chunks), _UPSERT_BATCH):
+            part = chunks[start : start + _UPSERT_BATCH]
+            built.upsert([c.id for c in part], vectors[start : start + _UPSERT_BATCH], [c.metadata for c in part],
+                         [c.doc_id for c in part])
+        return cls(chunks, built, embedder, model_id=embedder.model_id)
 
     @classmethod
-    def from_config(cls, config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None) -> DenseRetriever:
-        """A dense retriever with the index settings of `config`.
+    def from_config(cls, config: RetrievalConfig, resources: Resources) -> DenseRetriever:
+        """A dense retriever over `resources.chunks` with the index settings of `config`, or the
+        persistent index at `config.index_path` (its own chunks).
 
         Raises:
-            ValueError: `embedder` is None.
+            ValueError: `resources.embedder` is None.
         """
+        embedder = resources.embedder
         if embedder is None:
             raise ValueError(
                 f"retrieval.kind={config.kind!r} needs an embedder; pass "
                 "workbench.embedding.load_embedder(config.embedding) to build_retriever"
             )
-        return cls.build(chunks, embedder, index=config.index, hnsw_m=config.hnsw_m,
-                         hnsw_ef_construction=config.hnsw_ef_construction, hnsw_ef_search=config.hnsw_ef_search)
+        if config.index_path:
+            return cls.load(config.index_path, embedder)
+        return cls.build(resources.chunks, embedder, index=config.index, backend=config.backend,
+                         url=config.backend_url, **index_settings(config))
+
+    @property
+    def label(self) -> str:
+        """The backend's display name."""
+        return self.index.label
 
     def retrieve(self, query: str, k: int, where: Filter | None = None) -> list[Hit]:
         """The k chunks most similar to `query` among those passing `where`.
@@ -145,7 +139,7 @@ class DenseRetriever:
         return self.retrieve_many([query], k, where)[0]
 
     def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
-        """`retrieve` for each query: one embedding batch, one FAISS search."""
+        """`retrieve` for each query: one embedding batch, one index search."""
         check_k(k)
         if not queries:
             return []
@@ -155,104 +149,70 @@ class DenseRetriever:
         """The k nearest chunks to each query vector (rows of `vectors`), among those passing `where`.
 
         Raises:
-            ValueError: k <= 0 or a malformed filter.
+            ValueError: k <= 0, a malformed filter, or a field the backend cannot filter.
             ConfigError: the vectors' dimension is not the index's.
         """
         check_k(k)
-        faiss = _import_faiss()
-        vectors = _normalised(vectors)
+        vectors = np.array(vectors, dtype=np.float32, ndmin=2)
         if vectors.shape[1] != self.dimension:
             raise ConfigError(
                 f"embedding model mismatch: query vectors have dimension {vectors.shape[1]} but the index "
                 f"({self.model_id!r}) has {self.dimension}; rebuild the index or set embedding.model = {self.model_id!r}"
             )
         mask = filter_mask(self.chunks, where)
-        allowed = np.flatnonzero(mask) if mask is not None else None
-        n_allowed = len(self.chunks) if allowed is None else len(allowed)
-        k = min(k, n_allowed)
-        if k == 0:
-            return [[] for _ in vectors]
-        hnsw = hasattr(self.index, "hnsw")
-        params = None
-        if allowed is not None or hnsw:
-            selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k)) if hnsw else faiss.SearchParameters()
-            if selector is not None:
-                params.sel = selector
-        scores, labels = self.index.search(vectors, k, params=params)
+        expected = min(k, len(self.chunks) if mask is None else int(mask.sum()))
         results = []
-        for row, (row_scores, row_labels) in enumerate(zip(scores, labels)):
-            found = row_labels >= 0
-            if found.sum() < k:  # HNSW under a tight filter can run out of graph: score the subset exactly
-                row_labels, row_scores = self._exact(vectors[row], k, allowed)
-                found = np.ones(len(row_labels), dtype=bool)
-            results.append(ranked_hits(self.chunks, row_labels[found], row_scores[found]))
+        for row in self.index.search(vectors, k, where):
+            if len(row) < expected:
+                self.short_lists += 1
+            results.append([Hit(chunk=self._by_id[cid], score=score, rank=r) for r, (cid, score) in enumerate(row, 1)])
         return results
 
-    def _exact(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.arange(len(self.chunks)) if allowed is None else allowed
-        stored = self.index.reconstruct_batch(ids.astype(np.int64))
-        scores = stored @ vector
-        best = top_k(scores, k)
-        return ids[best], scores[best]
+    def close(self) -> None:
+        """Release the index (its connection, a temporary folder)."""
+        self.index.close()
 
     def save(self, directory: str | Path) -> None:
-        """Write the index, its chunks and its model id to `directory` (each file atomically).
+        """Write a persistent copy of this index (same backend and settings) to an empty folder.
 
-        `meta.json` is written last and holds checksums of the other files, so a half-written
-        save is detected on load.
+        Raises:
+            VectorStoreError: `directory` already holds files.
         """
-        faiss = _import_faiss()
         directory = Path(directory)
-        index_bytes = faiss.serialize_index(self.index).tobytes()
-        chunk_lines = "".join(
-            json.dumps({"id": c.id, "doc_id": c.doc_id, "text": c.text, "start": c.start, "end": c.end,
-                        "metadata": dict(c.metadata)}, default=_json_default, ensure_ascii=False) + "\n"
-            for c in self.chunks
-        ).encode("utf-8")
-        atomic_write_bytes(directory / _INDEX_FILE, index_bytes)
-        atomic_write_bytes(directory / _CHUNKS_FILE, chunk_lines)
-        meta = {
-            "format": _FORMAT,
-            "model_id": self.model_id,
-            "dimension": self.dimension,
-            "count": len(self.chunks),
-            "ef_search": self.ef_search,
-            "sha256": {_INDEX_FILE: hashlib.sha256(index_bytes).hexdigest(),
-                       _CHUNKS_FILE: hashlib.sha256(chunk_lines).hexdigest()},
-        }
-        atomic_write_text(directory / _META_FILE, json.dumps(meta, indent=2) + "\n")
+        if read_info(directory) is not None:
+            raise ValueError(f"{directory} already holds an index; save to an empty or new folder")
+        spec = self.index.spec
+        settings = {"name": spec.name, "hnsw_m": spec.hnsw_m, "hnsw_ef_construction": spec.hnsw_ef_construction,
+                    "hnsw_ef_search": spec.hnsw_ef_search, "ivf_lists": spec.ivf_lists, "ivf_probes": spec.ivf_probes,
+                    "timeout_s": spec.timeout_s}
+        info = IndexInfo(backend=self.index.backend, index=spec.index, model_id=self.model_id, dimension=self.dimension,
+                         normalize=self.embedder.config.normalize, url=spec.url, settings=settings)
+        write_info(directory, info)
+        copy = make_index(info.backend, index_spec(directory, info))
+        vectors = self.embedder.embed([c.text for c in self.chunks])  # cache hits
+        copy.upsert([c.id for c in self.chunks], vectors, [c.metadata for c in self.chunks], [c.doc_id for c in self.chunks])
+        copy.close()
+        documents: dict[str, list[Chunk]] = {}
+        for chunk in self.chunks:
+            documents.setdefault(chunk.doc_id, []).append(chunk)
+        write_manifest(directory, {d: DocumentEntry(hash="", chunks=tuple(cs)) for d, cs in documents.items()})
 
     @classmethod
     def load(cls, directory: str | Path, embedder: Embedder) -> DenseRetriever:
-        """Read an index written by `save`.
+        """Open a persistent index (written by `save` or `workbench ingest`).
 
         Raises:
-            ConfigError: `embedder` is not the model the index was built with.
-            ValueError: the folder is missing, incomplete or its files do not match their checksums.
+            ConfigError: `embedder` is not the model (or normalisation) the index was built with.
+            ValueError: the folder is missing, not an index, or its files are corrupt.
         """
-        faiss = _import_faiss()
         directory = Path(directory)
-        try:
-            meta = json.loads((directory / _META_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"{directory} holds no saved dense index ({_META_FILE} is missing); build and save one") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{directory / _META_FILE} is corrupt ({exc}); rebuild the index") from None
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{directory} holds index format {meta.get('format')!r}, expected {_FORMAT}; rebuild the index")
-        if embedder.model_id != meta["model_id"]:
-            raise _mismatch(meta["model_id"], embedder.model_id)
-        blobs = {}
-        for name in (_INDEX_FILE, _CHUNKS_FILE):
-            try:
-                blobs[name] = (directory / name).read_bytes()
-            except FileNotFoundError:
-                raise ValueError(f"{directory / name} is missing; rebuild the index") from None
-            if hashlib.sha256(blobs[name]).hexdigest() != meta["sha256"][name]:
-                raise ValueError(f"{directory / name} does not match its checksum in {_META_FILE}; rebuild the index")
-        index = faiss.deserialize_index(np.frombuffer(blobs[_INDEX_FILE], dtype=np.uint8))
-        chunks = [Chunk(**json.loads(line, object_hook=_json_hook))
-                  for line in blobs[_CHUNKS_FILE].decode("utf-8").splitlines()]
-        return cls(chunks, index, embedder, model_id=meta["model_id"], ef_search=meta["ef_search"])
-
+        if not directory.is_dir():
+            raise ValueError(f"{directory} holds no saved dense index (no such folder); build and save one")
+        info = read_info(directory)
+        if info is None:
+            raise ValueError(f"{directory} holds no saved dense index (it is empty); build and save one")
+        info.check_model(embedder.model_id, normalize=embedder.config.normalize)
+        documents: Mapping[str, DocumentEntry] = read_manifest(directory)
+        chunks = [c for entry in documents.values() for c in entry.chunks]
+        index = make_index(info.backend, index_spec(directory, info))
+        return cls(chunks, index, embedder, model_id=info.model_id)
