@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from workbench.datasets import DatasetError, load_beir, load_dataset, load_folder
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hostile_files import minimal_pdf  # noqa: E402
+
+from workbench.datasets import DatasetError, load_beir, load_dataset, load_folder, read_span_questions  # noqa: E402
+from workbench.types import Document  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -80,27 +89,6 @@ def test_empty_documents_can_be_skipped_keeping_their_judgements(tmp_path: Path)
     assert ds.qrels == {"q": {"b": 1}}
 
 
-def _minimal_pdf(text: str) -> bytes:
-    """A one-page PDF whose content stream draws `text` (enough for a text extractor)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for i, obj in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def test_folder_of_files_with_metadata(tmp_path: Path) -> None:
     (tmp_path / "guide").mkdir()
     (tmp_path / "guide" / "setup.md").write_text("# Setup\n\nInstall it.\n\n## Keys\n\nSet the key.\n")
@@ -109,7 +97,7 @@ def test_folder_of_files_with_metadata(tmp_path: Path) -> None:
         "<html><head><title>Page</title><script>var x = 1;</script></head>"
         "<body><h2>Pricing</h2><p>Costs &amp; fees.</p></body></html>"
     )
-    (tmp_path / "report.pdf").write_bytes(_minimal_pdf("Quarterly revenue grew"))
+    (tmp_path / "report.pdf").write_bytes(minimal_pdf("Quarterly revenue grew"))
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     ds = load_folder(tmp_path)
     docs = {d.id: d for d in ds.documents}
@@ -168,3 +156,214 @@ def test_subset_names_a_bad_document_id(chunking_set) -> None:
         chunking_set.subset(["chatlogs", "novels"])
     with pytest.raises(DatasetError, match="no ids given"):
         chunking_set.subset([])
+
+
+# --- hostile input: every failure a DatasetError naming the file and the line ---------------------
+
+
+def _write_beir(tmp_path: Path, *, corpus: str, queries: str, qrels: str) -> Path:
+    (tmp_path / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "corpus.jsonl").write_text(corpus)
+    (tmp_path / "queries.jsonl").write_text(queries)
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return tmp_path
+
+
+GOOD_CORPUS = '{"_id": "a", "text": "alpha"}\n{"_id": "b", "text": "beta"}\n'
+
+
+@pytest.mark.parametrize(
+    ("queries", "line", "message"),
+    [
+        ('{"_id": "q", "text": "x?"}\n["q2", "y?"]\n', 2, r"is a JSON list, not an object"),
+        ('{"_id": "q", "text": 5}\n', 1, r"has a int as 'text'"),
+        ('{"_id": "q", "text": ["x"]}\n', 1, r"has a list as 'text'"),
+        ('{"_id": "q", "text": NaN}\n', 1, r"has a float as 'text'"),
+        ('{"text": "x?"}\n', 1, r"has no '_id'"),
+        ('{"_id": "q"}\n', 1, r"has no 'text'"),
+        ('{"_id": true, "text": "x?"}\n', 1, r"has a bool as '_id'"),
+        ('{"_id": "", "text": "x?"}\n', 1, r"has a str as '_id'"),
+        ('\n\n{"_id": "q", "text": "x?"\n', 3, r"is not valid JSON"),
+        ("not json at all\n", 1, r"is not valid JSON"),
+        ('"just a string"\n', 1, r"is a JSON str, not an object"),
+        ("[" * 100_000 + "]" * 100_000 + "\n", 1, r"(nests JSON too deeply|is a JSON list)"),
+        ('{"_id": "q", "text": "x?"}\n{"_id": "q2", "text": "   "}\n', 2, r"query 'q2' has no text"),
+    ],
+)
+def test_queries_rows_of_the_wrong_shape_name_file_and_line(tmp_path, queries, line, message):
+    path = _write_beir(tmp_path, corpus=GOOD_CORPUS, queries=queries, qrels="q\ta\t1\n")
+    with pytest.raises(DatasetError, match=rf"queries.jsonl, line {line}: {message}") as err:
+        load_dataset(path)
+    assert err.value.path == str(path / "queries.jsonl") and err.value.line == line
+
+
+@pytest.mark.parametrize(
+    ("corpus", "message"),
+    [
+        ('{"_id": "a", "text": "alpha"}\n[1]\n', r"corpus.jsonl, line 2: is a JSON list"),
+        ('{"_id": "a", "text": 3.5}\n', r"corpus.jsonl, line 1: has a float as 'text'"),
+        ('{"_id": "a", "title": {"x": 1}, "text": "t"}\n', r"corpus.jsonl, line 1: has a dict as 'title'"),
+        ('{"_id": "a", "text": "t", "metadata": [1]}\n', r"corpus.jsonl, line 1: has a list as 'metadata'"),
+        ('{"_id": "a", "text": "t"}\n\n{"_id": "a", "text": "u"}\n',
+         r"corpus.jsonl, line 3: document id 'a' appears on lines 1 and 3; ids must be unique"),
+        ('{"_id": 7, "text": "t"}\n{"_id": "7", "text": "u"}\n', r"document id '7' appears on lines 1 and 2"),
+    ],
+)
+def test_corpus_rows_of_the_wrong_shape_and_duplicate_ids(tmp_path, corpus, message):
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(_write_beir(tmp_path, corpus=corpus, queries='{"_id": "q", "text": "x?"}\n', qrels=""))
+
+
+@pytest.mark.parametrize(
+    ("queries", "lines"),
+    [
+        ('{"_id": "q1", "text": "first"}\n{"_id": "q1", "text": "second"}\n', (1, 2)),
+        ('{"_id": "q1", "text": "a"}\n{"_id": "q2", "text": "b"}\n\n{"_id": "q1", "text": "c"}\n', (1, 4)),
+        ('{"_id": 5, "text": "a"}\n{"_id": "5", "text": "b"}\n', (1, 2)),
+    ],
+)
+def test_duplicate_query_ids_raise_with_both_lines(tmp_path, queries, lines):
+    path = _write_beir(tmp_path, corpus=GOOD_CORPUS, queries=queries, qrels="")
+    with pytest.raises(DatasetError, match=rf"line {lines[1]}: query id '\w+' appears on lines {lines[0]} and "
+                                           rf"{lines[1]}; ids must be unique"):
+        load_dataset(path)
+    (path / "corpus.jsonl").rename(path / "corpus.txt")  # the same files as a folder's BEIR questions
+    with pytest.raises(DatasetError, match=rf"appears on lines {lines[0]} and {lines[1]}"):
+        load_folder(path)
+
+
+def test_duplicate_judgements_and_bad_qrels_rows_name_the_line(tmp_path):
+    queries = '{"_id": "q", "text": "x?"}\n'
+    with pytest.raises(DatasetError, match=r"test.tsv, line 3: judgement 'q\\ta' appears on lines 2 and 3"):
+        load_dataset(_write_beir(tmp_path / "1", corpus=GOOD_CORPUS, queries=queries, qrels="q\ta\t1\nq\ta\t0\n"))
+    with pytest.raises(DatasetError, match=r"test.tsv, line 2: is not 'query-id<TAB>corpus-id<TAB>integer score'"):
+        load_dataset(_write_beir(tmp_path / "2", corpus=GOOD_CORPUS, queries=queries, qrels="q a 1\n"))
+    path = _write_beir(tmp_path / "3", corpus=GOOD_CORPUS, queries=queries, qrels="")
+    (path / "qrels" / "test.tsv").write_text("qid\tdid\tscore\nq\ta\t1\n")
+    with pytest.raises(DatasetError, match=r"test.tsv, line 1: must start with the header"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("target", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+@pytest.mark.parametrize("codec", ["latin-1", "utf-16", "cp1252"])
+def test_non_utf8_beir_files_are_named_with_the_line(tmp_path, target, codec):
+    path = _write_beir(tmp_path, corpus=GOOD_CORPUS, queries='{"_id": "q", "text": "x?"}\n', qrels="q\ta\t1\n")
+    original = (path / target).read_text()
+    (path / target).write_bytes((original + "caf\u00e9 \u00e0 la cr\u00e8me\n").encode(codec))
+    with pytest.raises(DatasetError, match=rf"{target} is not UTF-8 \(line \d+, byte \d+: .*re-save it as UTF-8") as err:
+        load_dataset(path)
+    assert err.value.line >= 1 and err.value.path == str(path / target)
+
+
+@pytest.mark.parametrize("missing", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+def test_a_beir_file_that_is_a_folder(tmp_path, missing):
+    path = _write_beir(tmp_path, corpus=GOOD_CORPUS, queries='{"_id": "q", "text": "x?"}\n', qrels="q\ta\t1\n")
+    (path / missing).unlink()
+    (path / missing).mkdir()
+    with pytest.raises(DatasetError, match=rf"{missing} is a folder, not a file"):
+        load_beir(path)
+
+
+def _questions_folder(tmp_path: Path, questions: bytes | str) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "a.txt").write_text("Sky blue. The sky is blue on clear days.")
+    data = questions.encode() if isinstance(questions, str) else questions
+    (tmp_path / "questions.csv").write_bytes(data)
+    return tmp_path
+
+
+HEADER = "question,references,corpus_id\n"
+
+
+@pytest.mark.parametrize(
+    ("questions", "message"),
+    [
+        (HEADER + 'ok?,"[{""start_index"": 0, ""end_index"": 3}]",a\n' + "big," + "x" * 200_000 + ",a\n",
+         r"questions.csv, line 3: is not valid CSV \(field larger than field limit \(131072\)\); a field this large"),
+        (HEADER + '"unclosed,[],a\n' + "x" * 140_000 + "\n", r"questions.csv, line \d+: is not valid CSV"),
+        (HEADER + 'q?,"[{""start_index"": 0}]",a\n', r"questions.csv, line 2: row 1 needs references like"),
+        (HEADER + "q?,not json,a\n", r"line 2: row 1 needs references like .*JSONDecodeError"),
+        (HEADER + 'q?,"{""start_index"": 0}",a\n', r"line 2: row 1 needs references like"),
+        (HEADER + ',"[{""start_index"": 0, ""end_index"": 3}]",a\n', r"line 2: row 1 has no question"),
+        (HEADER + 'q?,"[{""start_index"": 0, ""end_index"": 3}]",zz\n', r"line 2: row 1 names corpus_id 'zz', which"),
+        (HEADER + 'q?,"[{""start_index"": 5, ""end_index"": 999}]",a\n', r"row 1: reference 5:999 lies outside 'a.txt'"),
+        (HEADER + 'q?,"[{""start_index"": 3, ""end_index"": 3}]",a\n', r"row 1: reference 3:3 lies outside"),
+        ("query,refs\nq?,[]\n", r"questions.csv, line 1: needs a header with the columns question, references"),
+        ("", r"questions.csv, line 1: needs a header"),
+        ((HEADER + "caf\u00e9?,[],a\n").encode("latin-1"), r"questions.csv is not UTF-8 \(line 2, byte 33"),
+        (b"\xff\xfe" + (HEADER + "q?,[],a\n").encode("utf-16-le"), r"questions.csv is not UTF-8 \(line 1, byte 0"),
+    ],
+)
+def test_bad_questions_csv_names_the_file_and_line(tmp_path, questions, message):
+    with pytest.raises(DatasetError, match=message):
+        load_folder(_questions_folder(tmp_path, questions))
+
+
+def test_a_questions_path_that_is_a_folder_or_missing(tmp_path, chunking_set):
+    folder = _questions_folder(tmp_path / "f", HEADER)
+    (folder / "questions.csv").unlink()
+    (folder / "questions.csv").mkdir()
+    (folder / "questions.csv" / "inner.txt").write_text("a document inside the misnamed folder")
+    with pytest.raises(DatasetError, match=r"questions.csv is a folder, not a file"):
+        load_folder(folder)
+    docs = [Document(id="a.txt", text="some text")]
+    with pytest.raises(DatasetError, match=r"questions.csv is a folder, not a file; point at the file itself"):
+        read_span_questions(folder / "questions.csv", docs)
+    with pytest.raises(DatasetError, match=r"nothing.csv cannot be read \(No such file or directory\)"):
+        read_span_questions(tmp_path / "nothing.csv", docs)
+    span_set = tmp_path / "spans"
+    (span_set / "corpora").mkdir(parents=True)
+    (span_set / "corpora" / "a.md").write_text("text")
+    (span_set / "questions.csv").mkdir()
+    with pytest.raises(DatasetError, match=r"questions.csv is a folder"):
+        load_dataset(span_set)
+
+
+def test_half_a_beir_pair_in_a_folder_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": "x?"}\n')
+    with pytest.raises(DatasetError, match=r"BEIR questions need both queries.jsonl and qrels/test.tsv; add qrels"):
+        load_folder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["a\0b", "x" * 5000, "/nonexistent/" + "y" * 300, ""])
+def test_dataset_names_with_nul_or_too_long_are_refused_clearly(name):
+    with pytest.raises(DatasetError, match=r"no dataset .*not a bundled name") as err:
+        load_dataset(name)
+    assert len(str(err.value)) < 300
+
+
+def test_dataset_errors_survive_pickling_with_their_place():
+    error = DatasetError("is broken", path="/data/q.jsonl", line=7)
+    again = pickle.loads(pickle.dumps(error))
+    assert (str(again), again.path, again.line, again.page) == ("/data/q.jsonl, line 7: is broken", "/data/q.jsonl", 7, None)
+    assert isinstance(again, ValueError)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_bytes_in_a_beir_file_load_or_fail_as_dataset_errors(tmp_path_factory, data):
+    for target in ("queries.jsonl", "qrels/test.tsv", "corpus.jsonl"):
+        path = _write_beir(tmp_path_factory.mktemp("beir"), corpus=GOOD_CORPUS,
+                           queries='{"_id": "q", "text": "x?"}\n', qrels="q\ta\t1\n")
+        (path / target).write_bytes(data)
+        try:
+            load_dataset(path)
+        except DatasetError as exc:
+            assert exc.path is None or Path(exc.path).parent.name in (path.name, "qrels")
+        # any other exception fails the test
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=40) | st.sampled_from(['[{"start_index": 0, "end_index": 3}]', "a",
+                                                                 "a.txt", "[]", '"', "\0"]), max_size=4),
+                max_size=5))
+def test_any_questions_csv_loads_or_fails_as_a_dataset_error(tmp_path_factory, rows):
+    buffer = [HEADER.strip()] + [",".join(row) for row in rows]
+    folder = _questions_folder(tmp_path_factory.mktemp("q"), "\n".join(buffer) + "\n")
+    try:
+        dataset = load_folder(folder)
+    except DatasetError as exc:
+        assert "questions.csv" in str(exc)
+    else:
+        assert all(s.doc_id == "a.txt" for spans in dataset.spans.values() for s in spans)

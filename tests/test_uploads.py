@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import io
-import stat
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from workbench.datasets import load_dataset
-from workbench.uploads import MAX_UPLOAD_BYTES, UploadedFile, UploadError, store_upload, uploads_root
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hostile_files import zipped  # noqa: E402
+
+from workbench.datasets import load_dataset  # noqa: E402
+from workbench.uploads import MAX_UPLOAD_BYTES, UploadedFile, UploadError, store_upload, uploads_root  # noqa: E402
 
 
 def upload(name: str, data: bytes) -> UploadedFile:
     return UploadedFile(name=name, data=io.BytesIO(data), size=len(data))
-
-
-def zipped(members: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            z.writestr(info, target)
-    return buffer.getvalue()
 
 
 def files_under(folder: Path) -> set[str]:
@@ -151,3 +145,86 @@ def test_a_zip_whose_headers_lie_about_sizes_is_refused_as_corrupt(root):
     with pytest.raises(UploadError, match="corrupt"):
         store_upload([upload("liar.zip", bytes(data))], root=root)
     assert files_under(root.parent) == set()
+
+
+# --- hostile names and shapes: a clear message, the rest of the upload stays usable -------------
+
+
+def test_an_upload_error_is_a_dataset_error():
+    from workbench.datasets import DatasetError
+
+    assert issubclass(UploadError, DatasetError) and issubclass(UploadError, ValueError)
+
+
+@pytest.mark.parametrize("order", ["file first", "folder first"])
+def test_a_zip_with_a_file_and_a_folder_of_one_name_keeps_the_rest(root, order):
+    members = {"x.txt": b"the file", "x.txt/y.txt": b"inside the folder", "ok.md": b"# fine"}
+    if order == "folder first":
+        members = dict(reversed(list(members.items())))
+    stored = store_upload([upload("clash.zip", zipped(members))], root=root)
+    assert files_under(stored.path) == {"x.txt/y.txt", "ok.md"}
+    assert stored.skipped == ("x.txt (also a folder in the zip; rename one)",)
+    assert {d.id for d in load_dataset(stored.path).documents} == {"x.txt/y.txt", "ok.md"}
+
+
+def test_a_loose_file_and_a_zip_folder_of_one_name_fail_clearly(root):
+    with pytest.raises(UploadError, match=r"cannot store .*a file and a folder may share its name"):
+        store_upload([upload("a.txt", b"loose"), upload("z.zip", zipped({"a.txt/b.txt": b"zipped", "c.md": b"c"}))],
+                     root=root)
+    assert files_under(root) == set()
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("nul\0byte.txt", "NUL or another control character"),
+        ("bell\x07.md", "NUL or another control character"),
+        ("line\nbreak.txt", "NUL or another control character"),
+        ("x" * 252 + ".txt", "over 255 bytes"),
+        ("\u00e9" * 130 + ".txt", "over 255 bytes"),  # 260 bytes in UTF-8, 134 characters
+        ("/".join(["d" * 200] * 7) + "/deep.txt", "path is over 1024 bytes"),
+    ],
+)
+def test_bad_file_names_are_skipped_with_the_reason_and_the_rest_is_kept(root, bad, why):
+    in_zip = store_upload([upload("docs.zip", zipped({bad: b"bad name", "good.txt": b"good text"}))], root=root)
+    assert files_under(in_zip.path) == {"good.txt"}
+    assert len(in_zip.skipped) == 1 and len(in_zip.skipped[0]) < 250
+    if "\0" in bad:  # a zip cannot carry a NUL: zipfile cuts the name there, on writing and on reading
+        assert in_zip.skipped == ("nul (not one of .txt, .md, .html, .pdf)",)
+    else:
+        assert why in in_zip.skipped[0]
+    if "/" not in bad:
+        loose = store_upload([upload(bad, b"bad name"), upload("good.txt", b"good text")], root=root / "loose")
+        assert files_under(loose.path) == {"good.txt"} and why in loose.skipped[0]
+    with pytest.raises(UploadError, match=r"holds no .* documents \(skipped: "):
+        store_upload([upload("only-bad.zip", zipped({bad: b"bad name"}))], root=root / "only")
+
+
+def test_a_folder_named_like_a_questions_file_is_skipped(root):
+    stored = store_upload([upload("q.zip", zipped({"questions.csv/notes.txt": b"x", "a.txt": b"alpha",
+                                                    "queries.jsonl/b.txt": b"y"}))], root=root)
+    assert files_under(stored.path) == {"a.txt"} and stored.questions == ()
+    assert all("named like a questions file" in s for s in stored.skipped) and len(stored.skipped) == 2
+    assert [d.id for d in load_dataset(stored.path).documents] == ["a.txt"]
+
+
+def test_a_huge_name_never_floods_the_message(root):
+    with pytest.raises(UploadError) as err:
+        store_upload([upload("n" * 1_000_000 + ".exe", b"MZ")], root=root)
+    assert len(str(err.value)) < 400
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.text(st.characters(blacklist_characters="\0"), min_size=1, max_size=40) | st.sampled_from(
+    ["a.txt", "a.txt/b.txt", "../x.txt", "q/../../y.md", "C:/z.txt", "dir/", "questions.csv", "qrels/test.tsv",
+     ".hidden.txt", "x\\..\\..\\w.txt"]), min_size=1, max_size=6))
+def test_any_member_names_store_safely_or_fail_as_upload_errors(tmp_path_factory, names):
+    root = tmp_path_factory.mktemp("any") / "uploads"
+    members = {name: b"text of " + name.encode("utf-8", "surrogatepass") for name in names}
+    try:
+        stored = store_upload([upload("any.zip", zipped(members))], root=root)
+    except UploadError:
+        assert not root.exists() or all(p.parent == root for p in root.iterdir())
+    else:
+        assert stored.path.parent == root
+        assert all(p.resolve().is_relative_to(stored.path.resolve()) for p in stored.path.rglob("*"))

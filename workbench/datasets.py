@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
-import html.parser
+import io
 import json
 import logging
-import re
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .io import DATA_DIR
+from .documents import FOLDER_SUFFIXES, inside, list_files, read_document, read_text
+from .io import DATA_DIR, DatasetError, clip
 from .types import Document, Span
 
 __all__ = [
     "Dataset", "DatasetError", "load_dataset", "load_beir", "load_span_set", "load_folder", "read_span_questions",
-    "BUNDLED",
+    "load_beir_judgements", "BUNDLED", "FOLDER_SUFFIXES",
 ]
 
 log = logging.getLogger(__name__)
 
 BUNDLED = ("cranfield", "chunking")
-FOLDER_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, malformed or inconsistent; the message names the fix."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +34,8 @@ class Dataset:
     `qrels` maps a query id to graded document relevance (higher is more relevant, 0 is not
     relevant). `spans` holds reference excerpts for span-annotated sets. `skipped` lists the ids
     of empty documents left out of the corpus (their judgements stay, as in BEIR's evaluation).
+    `left_out` lists files of a folder that were not read, each as "path (why)": links that
+    leave the folder, broken links, link loops, special files.
     """
 
     name: str
@@ -47,6 +44,7 @@ class Dataset:
     qrels: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     spans: Mapping[str, tuple[Span, ...]] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.documents:
@@ -165,35 +163,77 @@ def load_dataset(name_or_path: str | Path, **kwargs: Any) -> Dataset:
     if str(name_or_path) == "chunking":
         return load_span_set(DATA_DIR / "chunking", name="chunking", **kwargs)
     path = Path(name_or_path)
-    if not path.is_dir():
+    if not str(name_or_path) or not os.path.isdir(path):  # never raises (a NUL, a name too long); "" is not "."
         raise DatasetError(
-            f"no dataset {str(name_or_path)!r}: not a bundled name ({', '.join(BUNDLED)}) nor a folder"
+            f"no dataset {clip(str(name_or_path))}: not a bundled name ({', '.join(BUNDLED)}) nor a folder"
         )
-    if (path / "corpus.jsonl").exists():
+    if _exists(path / "corpus.jsonl"):
         return load_beir(path, **kwargs)
-    if (path / "questions.csv").exists() and (path / "corpora").is_dir():
+    if _exists(path / "questions.csv") and (path / "corpora").is_dir():
         return load_span_set(path, **kwargs)
     return load_folder(path, **kwargs)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _member(root: Path, rel: str) -> Path:
+    """`root/rel` as a real path, when it is a file that stays inside `root`; else a `DatasetError`."""
+    path = root / rel
+    if not _exists(path):
+        raise DatasetError("is missing", path=path)
+    real = inside(path, root.resolve())
+    if real is None:
         raise DatasetError(
-            f"{path} is not UTF-8 (byte {exc.start}: {exc.reason}); re-save it as UTF-8"
-        ) from None
+            "is a link that leaves its folder (or a broken link, or a link loop); copy the file into the folder",
+            path=path,
+        )
+    if real.is_dir():
+        raise DatasetError("is a folder, not a file; put the file itself there", path=path)
+    return real
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, shown: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file."""
     rows = []
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{n} is not valid JSON ({exc.msg})") from None
+    for n, line in enumerate(read_text(path, shown=shown).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"is not valid JSON ({exc.msg} at column {exc.colno})", path=shown, line=n) from None
+        except RecursionError:
+            raise DatasetError("nests JSON too deeply to read", path=shown, line=n) from None
+        if not isinstance(row, dict):
+            raise DatasetError(
+                f'is a JSON {type(row).__name__}, not an object like {{"_id": "1", "text": "..."}}', path=shown, line=n
+            )
+        rows.append((n, row))
     return rows
+
+
+def _field(row: Mapping[str, Any], key: str, shown: Path, line: int, *, required: bool = True) -> str:
+    """A string field of a JSON row (ids may be integers); a `DatasetError` when missing or not text."""
+    value = row.get(key)
+    if value is None and not required:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool) and key == "_id":
+        return str(value)
+    if not isinstance(value, str) or (key == "_id" and not value):
+        problem = "has no" if value is None else f"has a {type(value).__name__} as"
+        raise DatasetError(f"{problem} {key!r}; each row needs a text {key!r} ({clip(value, 60)} given)",
+                           path=shown, line=line)
+    return value
+
+
+def _unique(seen: dict[str, int], key: str, line: int, shown: Path, what: str) -> None:
+    if key in seen:
+        raise DatasetError(
+            f"{what} {clip(key, 60)} appears on lines {seen[key]} and {line}; ids must be unique", path=shown, line=line
+        )
+    seen[key] = line
 
 
 def load_beir(
@@ -204,22 +244,33 @@ def load_beir(
     Document text is the title, a space and the text, as BEIR's own evaluation embeds and
     indexes it. Empty documents raise, or with `empty="skip"` are left out of the corpus while
     their judgements stay.
+
+    Raises:
+        DatasetError: a missing or malformed file, a row of the wrong shape, a duplicate id; the
+            message names the file and line.
     """
     path = Path(path)
     for required in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
-        if not (path / required).exists():
-            raise DatasetError(f"{path / required} is missing; a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv")
-    documents, skipped = [], []
-    for row in _read_jsonl(path / "corpus.jsonl"):
-        doc_id, title, text = str(row["_id"]), row.get("title", "") or "", row.get("text", "") or ""
+        if not _exists(path / required):
+            raise DatasetError(
+                f"is missing; a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv", path=path / required
+            )
+    shown = path / "corpus.jsonl"
+    documents, skipped, seen = [], [], {}
+    for n, row in _read_jsonl(_member(path, "corpus.jsonl"), shown):
+        doc_id = _field(row, "_id", shown, n)
+        title, text = _field(row, "title", shown, n, required=False), _field(row, "text", shown, n, required=False)
+        _unique(seen, doc_id, n, shown, "document id")
+        metadata = row.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise DatasetError(f"has a {type(metadata).__name__} as 'metadata'; it must be an object", path=shown, line=n)
         full = f"{title} {text}".strip()
-        if not full.strip():
+        if not full:
             if empty == "skip":
                 skipped.append(doc_id)
                 continue
-            raise DatasetError(f"document {doc_id!r} in {path / 'corpus.jsonl'} is empty; remove it or pass empty='skip'")
-        metadata = {"title": title, **(row.get("metadata") or {})}
-        documents.append(Document(id=doc_id, text=full, metadata=metadata))
+            raise DatasetError(f"document {doc_id!r} has no title or text: it is empty; remove it or pass empty='skip'", path=shown, line=n)
+        documents.append(Document(id=doc_id, text=full, metadata={"title": title, **metadata}))
     if skipped:
         log.info("left out %d empty documents of %s: %s", len(skipped), path, skipped)
     queries, qrels = load_beir_judgements(path, split)
@@ -234,101 +285,24 @@ def load_span_set(path: str | Path, *, name: str | None = None) -> Dataset:
     questions.csv has columns `question`, `references` (a JSON list of objects with `start_index`
     and `end_index`) and `corpus_id`. Query ids are the 1-based row numbers. A document is
     relevant (grade 1) to a query when it holds one of its reference spans.
+
+    Raises:
+        DatasetError: see `read_span_questions`; or corpora/ is missing.
     """
     path = Path(path)
-    corpora = sorted(p for p in (path / "corpora").iterdir() if p.suffix in (".md", ".txt"))
+    if not (path / "corpora").is_dir():
+        raise DatasetError("is missing or not a folder; a span-annotated set keeps its documents there",
+                           path=path / "corpora")
+    files, left_out = list_files(path / "corpora", (".md", ".txt"))
     documents = tuple(
-        Document(id=p.stem, text=_read_text(p), metadata={"source": f"corpora/{p.name}", "title": p.stem})
-        for p in corpora
+        Document(id=rel.rsplit(".", 1)[0], text=read_text(real, shown=path / "corpora" / rel),
+                 metadata={"source": f"corpora/{rel}", "title": Path(rel).stem})
+        for rel, real in files
     )
-    queries: dict[str, str] = {}
-    spans: dict[str, tuple[Span, ...]] = {}
-    with open(path / "questions.csv", encoding="utf-8", newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), 1):
-            qid = str(n)
-            try:
-                refs = json.loads(row["references"])
-                spans[qid] = tuple(
-                    Span(doc_id=row["corpus_id"], start=int(r["start_index"]), end=int(r["end_index"])) for r in refs
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise DatasetError(f"{path / 'questions.csv'} row {n}: bad references ({exc})") from None
-            queries[qid] = row["question"]
+    queries, spans = read_span_questions(_member(path, "questions.csv"), documents, shown=path / "questions.csv")
     qrels = {q: {s.doc_id: 1 for s in sp} for q, sp in spans.items()}
-    return Dataset(name=name or path.name, documents=documents, queries=queries, qrels=qrels, spans=spans)
-
-
-class _HTMLText(html.parser.HTMLParser):
-    """Visible text of an HTML page, its <title>, and its h1-h6 headings."""
-
-    _SKIP = {"script", "style", "noscript", "template"}
-    _BLOCK = {"p", "div", "br", "li", "tr", "section", "article", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title = ""
-        self.headings: list[str] = []
-        self._stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self._stack.append(tag)
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-        if re.fullmatch(r"h[1-6]", tag):
-            self.parts.append("#" * int(tag[1]) + " ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._stack:
-            while self._stack and self._stack.pop() != tag:
-                pass
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        inside = set(self._stack)
-        if "title" in inside:
-            self.title += data.strip()
-        elif not inside & self._SKIP:
-            self.parts.append(data)
-            if self._stack and re.fullmatch(r"h[1-6]", self._stack[-1]) and data.strip():
-                self.headings.append(data.strip())
-
-    def text(self) -> str:
-        return re.sub(r"\n\s*\n+", "\n\n", "".join(self.parts)).strip()
-
-
-def _read_pdf(path: Path) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        return "\n\n".join((page.extract_text() or "") for page in PdfReader(path).pages).strip()
-    except (PdfReadError, ValueError, OSError) as exc:
-        raise DatasetError(f"{path} is not a readable PDF ({exc}); check the file") from None
-
-
-def read_document(path: Path, root: Path) -> Document:
-    """One file of a folder as a `Document` with source, title, modified date and headings."""
-    suffix = path.suffix.lower()
-    rel = path.relative_to(root).as_posix()
-    title = path.stem
-    if suffix in (".html", ".htm"):
-        parser = _HTMLText()
-        parser.feed(_read_text(path))
-        text, headings, title = parser.text(), parser.headings, parser.title or title
-    elif suffix == ".pdf":
-        text = _read_pdf(path)
-        headings = []
-    else:
-        text = _read_text(path)
-        headings = [m.group(2).strip() for m in re.finditer(r"^(#{1,6})\s+(.+)$", text, re.M)]
-        if headings and suffix in (".md", ".markdown"):
-            title = headings[0]
-    modified = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).date().isoformat()
-    return Document(
-        id=rel, text=text, metadata={"source": rel, "title": title, "modified": modified, "headings": headings}
-    )
+    return Dataset(name=name or path.name, documents=documents, queries=queries, qrels=qrels, spans=spans,
+                   left_out=tuple(left_out))
 
 
 def load_folder(
@@ -336,84 +310,154 @@ def load_folder(
 ) -> Dataset:
     """Load every .txt/.md/.html/.pdf file below a folder as a document.
 
-    Questions are optional: a BEIR `queries.jsonl` + `qrels/test.tsv` (document ids are paths
-    relative to the folder), or a `questions.csv` with `question`, `references` and `corpus_id`.
+    Files whose real path leaves the folder (links out, broken links, loops) are never read:
+    they are listed in `Dataset.left_out`. Questions are optional: a BEIR `queries.jsonl` +
+    `qrels/test.tsv` (document ids are paths relative to the folder), or a `questions.csv` with
+    `question`, `references` and `corpus_id`.
+
+    Raises:
+        DatasetError: no documents, an unreadable or malformed file (named, with line or page).
     """
     root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+    files, left_out = list_files(root)
     documents, skipped = [], []
-    for file in files:
-        doc = read_document(file, root)
+    for rel, real in files:
+        doc = read_document(real, root, rel=rel)
         if not doc.text.strip():
             if empty == "skip":
                 skipped.append(doc.id)
                 continue
-            raise DatasetError(f"{file} is empty or has no text; remove it or load with empty='skip'")
+            raise DatasetError("is empty or has no text; remove it or load with empty='skip'", path=root / rel)
         documents.append(doc)
     if not documents:
         raise DatasetError(
             f"no documents in {root}: it holds no non-empty {', '.join(FOLDER_SUFFIXES)} files"
+            + (f" (left out: {', '.join(left_out[:5])})" if left_out else "")
         )
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     spans: dict[str, tuple[Span, ...]] = {}
-    if (root / "queries.jsonl").exists() and (root / "qrels" / "test.tsv").exists():
+    beir = [_exists(root / "queries.jsonl"), _exists(root / "qrels" / "test.tsv")]
+    if any(beir) and not all(beir):
+        missing = "qrels/test.tsv" if beir[0] else "queries.jsonl"
+        raise DatasetError(f"BEIR questions need both queries.jsonl and qrels/test.tsv; add {missing}", path=root)
+    if all(beir):
         queries, qrels = load_beir_judgements(root)
-    elif (root / "questions.csv").exists():
-        queries, spans = read_span_questions(root / "questions.csv", documents)
+    elif _exists(root / "questions.csv"):
+        queries, spans = read_span_questions(_member(root, "questions.csv"), documents, shown=root / "questions.csv")
         qrels = {q: {s.doc_id: 1 for s in sp} for q, sp in spans.items()}
     return Dataset(
         name=name or root.name, documents=tuple(documents), queries=queries, qrels=qrels, spans=spans,
-        skipped=tuple(skipped),
+        skipped=tuple(skipped), left_out=tuple(left_out),
     )
 
 
+def _csv_rows(text: str, shown: Path, **options: Any) -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) of each row; a `DatasetError` naming the line for malformed CSV."""
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            hint = "; a field this large is not a question or a reference" if "field limit" in str(exc) else ""
+            raise DatasetError(f"is not valid CSV ({exc}){hint}", path=shown, line=reader.line_num) from None
+        yield reader.line_num, row
+
+
 def read_span_questions(
-    path: Path, documents: Sequence[Document]
+    path: Path, documents: Sequence[Document], *, shown: Path | None = None
 ) -> tuple[dict[str, str], dict[str, tuple[Span, ...]]]:
     """Queries and reference spans of a questions.csv (`question`, `references`, `corpus_id`).
 
     Query ids are the 1-based row numbers; `corpus_id` names a document by id or file stem.
 
+    Args:
+        path: the file.
+        documents: the documents the references point into.
+        shown: the name to put in messages (default `path`).
+
     Raises:
-        DatasetError: a row lacks a question or has malformed references.
+        DatasetError: the file is not UTF-8 CSV with those columns, or a row lacks a question,
+            has malformed references, names an unknown document or a span outside it; the
+            message names the file and line.
     """
-    ids = {d.id for d in documents}
+    shown = Path(path) if shown is None else shown
+    texts = {d.id: d.text for d in documents}
     docs_by_stem = {Path(d.id).stem: d.id for d in documents}
+    rows = iter(_csv_rows(read_text(Path(path), shown=shown), shown))
+    _, header = next(rows, (1, []))
+    if not {"question", "references"} <= set(header):
+        raise DatasetError(
+            f"needs a header with the columns question, references and corpus_id (found {clip(header, 80)})",
+            path=shown, line=1,
+        )
     queries: dict[str, str] = {}
     spans: dict[str, tuple[Span, ...]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), 1):
-            qid, corpus = str(n), row.get("corpus_id") or ""
-            doc_id = corpus if corpus in ids else docs_by_stem.get(corpus, corpus)
-            try:
-                refs = json.loads(row.get("references") or "[]")
-                spans[qid] = tuple(
-                    Span(doc_id=doc_id, start=int(r["start_index"]), end=int(r["end_index"])) for r in refs
-                )
-                queries[qid] = row["question"]
-            except (KeyError, TypeError, ValueError) as exc:
+    for n, (line, values) in enumerate(rows, 1):
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, values))
+        qid, corpus, question = str(n), row.get("corpus_id") or "", row.get("question") or ""
+        doc_id = corpus if corpus in texts else docs_by_stem.get(corpus, corpus)
+        try:
+            refs = json.loads(row.get("references") or "[]")
+            found = tuple(Span(doc_id=doc_id, start=int(r["start_index"]), end=int(r["end_index"])) for r in refs)
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise DatasetError(
+                f"row {n} needs references like "
+                f'[{{"start_index": 0, "end_index": 10}}] ({type(exc).__name__}: {clip(str(exc), 80)})',
+                path=shown, line=line,
+            ) from None
+        if not question.strip():
+            raise DatasetError(f"row {n} has no question; fill it in or remove the row", path=shown, line=line)
+        if found and doc_id not in texts:
+            raise DatasetError(
+                f"row {n} names corpus_id {clip(corpus, 60)}, which is no document here; "
+                f"use one of {sorted(texts)[:5]}", path=shown, line=line,
+            )
+        for s in found:
+            if not 0 <= s.start < s.end <= len(texts[doc_id]):
                 raise DatasetError(
-                    f"{path} row {n}: needs a question and references like "
-                    f'[{{"start_index": 0, "end_index": 10}}] ({type(exc).__name__}: {exc})'
-                ) from None
+                    f"row {n}: reference {s.start}:{s.end} lies outside {doc_id!r} "
+                    f"({len(texts[doc_id]):,} characters); fix its offsets", path=shown, line=line,
+                )
+        queries[qid], spans[qid] = question, found
     return queries, spans
 
 
 def load_beir_judgements(root: Path, split: str = "test") -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """queries.jsonl and qrels/<split>.tsv of a BEIR-style folder (header 'query-id corpus-id score')."""
-    queries = {str(r["_id"]): r["text"] for r in _read_jsonl(root / "queries.jsonl")}
-    qrels_path = root / "qrels" / f"{split}.tsv"
+    """queries.jsonl and qrels/<split>.tsv of a BEIR-style folder (header 'query-id corpus-id score').
+
+    Raises:
+        DatasetError: a missing or malformed file, a row of the wrong shape, a duplicate query
+            id or judgement; the message names the file and the lines.
+    """
+    root = Path(root)
+    shown = root / "queries.jsonl"
+    queries: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for n, row in _read_jsonl(_member(root, "queries.jsonl"), shown):
+        qid, text = _field(row, "_id", shown, n), _field(row, "text", shown, n)
+        _unique(seen, qid, n, shown, "query id")
+        if not text.strip():
+            raise DatasetError(f"query {qid!r} has no text: it is empty; remove it from the queries file", path=shown, line=n)
+        queries[qid] = text
+    shown = root / "qrels" / f"{split}.tsv"
+    rows = iter(_csv_rows(read_text(_member(root, f"qrels/{split}.tsv"), shown=shown), shown, delimiter="\t"))
+    _, header = next(rows, (1, []))
+    if [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+        raise DatasetError("must start with the header 'query-id<TAB>corpus-id<TAB>score'", path=shown, line=1)
     qrels: dict[str, dict[str, int]] = {}
-    with open(qrels_path, encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise DatasetError(f"{qrels_path} must start with the header 'query-id<TAB>corpus-id<TAB>score'")
-        for n, row in enumerate(reader, 2):
-            try:
-                qid, did, score = row[0], row[1], int(row[2])
-            except (IndexError, ValueError):
-                raise DatasetError(f"{qrels_path}:{n} is not 'query-id<TAB>corpus-id<TAB>integer score'") from None
-            qrels.setdefault(qid, {})[did] = score
+    pairs: dict[str, int] = {}
+    for n, row in rows:
+        if not row:
+            continue
+        try:
+            qid, did, score = row[0], row[1], int(row[2])
+        except (IndexError, ValueError):
+            raise DatasetError("is not 'query-id<TAB>corpus-id<TAB>integer score'", path=shown, line=n) from None
+        _unique(pairs, f"{qid}\t{did}", n, shown, "judgement")
+        qrels.setdefault(qid, {})[did] = score
     return queries, qrels

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .io import cache_dir
+from .io import DatasetError, cache_dir, clip
 
 __all__ = [
     "UploadError",
@@ -40,10 +40,15 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".pdf")
 QUESTION_FILES = ("questions.csv", "queries.jsonl", "qrels/test.tsv")
 _MAX_MEMBERS = 10_000
 _COPY_BLOCK = 1024 * 1024
+_MAX_NAME_BYTES = 255  # one path part, as Linux, macOS and Windows file systems allow
+_MAX_PATH_BYTES = 1024
 
 
-class UploadError(ValueError):
-    """An upload is empty, corrupt, too large, unsafe or holds no documents; the message says the fix."""
+class UploadError(DatasetError):
+    """An upload is empty, corrupt, too large, unsafe or holds no documents; the message says the fix.
+
+    A `DatasetError`, so the app and the CLI catch one type for every bad input file.
+    """
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,20 +81,41 @@ def _member_path(name: str) -> PurePosixPath:
     path = PurePosixPath(unified)
     if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":") or ".." in path.parts:
         raise UploadError(
-            f"zip member {name!r} points outside the zip's folder (absolute path or '..'); "
+            f"zip member {clip(name)} points outside the zip's folder (absolute path or '..'); "
             "re-create the zip from inside the folder of documents"
         )
     return PurePosixPath(*[p for p in path.parts if p not in ("", ".")])
+
+
+def _shown(name: str) -> str:
+    """A name fit for a message: as it is when printable and short, else escaped and cut."""
+    return name if name.isprintable() and len(name) <= 120 else clip(name)
 
 
 def _hidden(part: str) -> bool:
     return part.startswith(".") or part == "__MACOSX"
 
 
+def _bad_name(rel: PurePosixPath) -> str | None:
+    """Why a name cannot be a file name here, or None."""
+    if any(ord(c) < 32 or c == "\x7f" for c in rel.as_posix()):
+        return "its name holds a NUL or another control character"
+    if any(len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for part in rel.parts):
+        return f"a part of its name is over {_MAX_NAME_BYTES} bytes"
+    if len(rel.as_posix().encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
+        return f"its path is over {_MAX_PATH_BYTES} bytes"
+    return None
+
+
 def _kind(rel: PurePosixPath) -> str:
     """'document', 'questions', or why the file is skipped."""
+    bad = _bad_name(rel)
+    if bad:
+        return bad
     if any(_hidden(part) for part in rel.parts):
         return "hidden or system file"
+    if any(parent.as_posix() in QUESTION_FILES for parent in rel.parents):
+        return "inside a folder named like a questions file; rename the folder"
     if rel.as_posix() in QUESTION_FILES:
         return "questions"
     if rel.suffix.lower() in DOCUMENT_SUFFIXES:
@@ -99,10 +125,10 @@ def _kind(rel: PurePosixPath) -> str:
 
 def _check_size(name: str, size: int, limit: int) -> None:
     if size == 0:
-        raise UploadError(f"{name!r} is empty (0 bytes); upload a file with content")
+        raise UploadError(f"{clip(name)} is empty (0 bytes); upload a file with content")
     if size > limit:
         raise UploadError(
-            f"{name!r} is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit; "
+            f"{clip(name)} is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit; "
             "split it into smaller uploads"
         )
 
@@ -110,13 +136,20 @@ def _check_size(name: str, size: int, limit: int) -> None:
 def _copy(src: BinaryIO, dest: Path, *, budget: int, name: str) -> int:
     """Copy at most `budget` bytes from `src` to `dest`; raise if there are more."""
     written = 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "xb") as out:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out = open(dest, "xb")
+    except OSError as exc:  # a file and a folder of one name, a name the file system refuses
+        raise UploadError(
+            f"{clip(name)}: cannot store {clip(dest.name)} ({exc.strerror}); a file and a folder may share "
+            "its name, or the file system refuses it; rename it"
+        ) from None
+    with out:
         while block := src.read(_COPY_BLOCK):
             written += len(block)
             if written > budget:
                 raise UploadError(
-                    f"{name!r} unpacks to more than {MAX_UPLOAD_BYTES / 2**20:.0f} MB; "
+                    f"{clip(name)} unpacks to more than {MAX_UPLOAD_BYTES / 2**20:.0f} MB; "
                     "upload fewer or smaller documents"
                 )
             out.write(block)
@@ -128,12 +161,12 @@ def _unzip(file: UploadedFile, into: Path, budget: int) -> tuple[list[str], int]
     try:
         archive = zipfile.ZipFile(file.data)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UploadError(f"{file.name!r} is not a readable zip file ({exc}); re-create the zip") from None
+        raise UploadError(f"{clip(file.name)} is not a readable zip file ({exc}); re-create the zip") from None
     skipped: list[str] = []
     with archive:
         members = archive.infolist()
         if len(members) > _MAX_MEMBERS:
-            raise UploadError(f"{file.name!r} holds {len(members)} entries, over the limit of {_MAX_MEMBERS}")
+            raise UploadError(f"{clip(file.name)} holds {len(members)} entries, over the limit of {_MAX_MEMBERS}")
         paths = [(m, _member_path(m.filename)) for m in members]  # check every name before writing
         # A zip of a folder nests everything under the folder's name: unpack its contents instead.
         shown = [rel for m, rel in paths if not m.is_dir() and rel.parts and not _hidden(rel.parts[0])]
@@ -143,34 +176,39 @@ def _unzip(file: UploadedFile, into: Path, budget: int) -> tuple[list[str], int]
         declared = sum(m.file_size for m in members)
         if declared > budget:
             raise UploadError(
-                f"{file.name!r} unpacks to {declared / 2**20:.1f} MB, over the "
+                f"{clip(file.name)} unpacks to {declared / 2**20:.1f} MB, over the "
                 f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB limit; upload fewer or smaller documents"
             )
+        # A name that is a file in one member and a folder in another ('x.txt' and 'x.txt/y.txt').
+        folders = {parent for m, rel in paths if not m.is_dir() for parent in rel.parents}
         for member, rel in paths:
             if member.is_dir() or not rel.parts:
                 continue
             if stat.S_ISLNK(member.external_attr >> 16):
                 skipped.append(f"{member.filename} (symbolic link)")
                 continue
+            if rel in folders:
+                skipped.append(f"{_shown(member.filename)} (also a folder in the zip; rename one)")
+                continue
             kind = _kind(rel)
             if kind not in ("document", "questions"):
-                skipped.append(f"{member.filename} ({kind})")
+                skipped.append(f"{_shown(member.filename)} ({kind})")
                 continue
             target = into.joinpath(*rel.parts)
             if target.exists():
-                raise UploadError(f"{file.name!r} holds {rel.as_posix()!r} twice; keep one copy")
+                raise UploadError(f"{clip(file.name)} holds {clip(rel.as_posix())} twice; keep one copy")
             try:
                 with archive.open(member) as src:
                     budget -= _copy(src, target, budget=budget, name=file.name)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise UploadError(f"{file.name!r} is corrupt at {member.filename!r} ({exc}); re-create the zip") from None
+                raise UploadError(f"{clip(file.name)} is corrupt at {clip(member.filename)} ({exc}); re-create the zip") from None
     return skipped, budget
 
 
 def _single_name(name: str) -> PurePosixPath:
     base = PurePosixPath(name.replace("\\", "/")).name
     if base in ("", ".", ".."):
-        raise UploadError(f"upload name {name!r} is not a file name; rename the file")
+        raise UploadError(f"upload name {clip(name)} is not a file name; rename the file")
     return PurePosixPath(base)
 
 
@@ -240,13 +278,17 @@ def store_upload(
         for f in files:
             name = _single_name(f.name)
             f.data.seek(0)
+            bad = _bad_name(name)
+            if bad:
+                skipped.append(f"{_shown(f.name)} ({bad})")
+                continue
             if name.suffix.lower() == ".zip":
                 more, budget = _unzip(f, staging, budget)
                 skipped += more
                 continue
             if name.suffix.lower() not in DOCUMENT_SUFFIXES:
                 raise UploadError(
-                    f"{f.name!r} is not a supported document; upload {', '.join(DOCUMENT_SUFFIXES)} files or a .zip"
+                    f"{clip(f.name)} is not a supported document; upload {', '.join(DOCUMENT_SUFFIXES)} files or a .zip"
                 )
             if (staging / name.as_posix()).exists():
                 raise UploadError(f"two uploaded files are named {name.as_posix()!r}; rename one")
