@@ -168,7 +168,8 @@ def test_the_extractive_generator_and_unknown_kinds_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"cannot write questions; pick generation.kind one of \['anthropic', "
                                          r"'local'\]"):
         make_question_writer(GenerationConfig(kind="extractive"))
-    with pytest.raises(ValueError, match=r"unknown question writer 'gpt'; choose one of \['anthropic', 'local'\]"):
+    # An unknown kind is refused when the config is built (config.py), before any writer is picked.
+    with pytest.raises(ValueError, match=r"unknown .*'gpt'; choose one of \[.*'anthropic'.*'local'"):
         make_question_writer(GenerationConfig(kind="gpt"))
 
 
