@@ -61,6 +61,22 @@ class Reply:
     cache_read_input_tokens: int | None = None
     piece_chars: int = 8  # characters per streamed text delta
     delay_s: float = 0.0  # pause before each delta
+    # tool_use blocks after the text, each {"name": ..., "input": {...}} (an "id" is made when absent);
+    # with any, stop_reason is "tool_use" and streamed inputs arrive as input_json_delta pieces
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+
+    def content(self, message_id: str) -> list[dict[str, Any]]:
+        """The reply's content blocks: the text (when any), then one tool_use block per call."""
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": self.text}] if self.text or not self.tool_calls else []
+        return blocks + [
+            {"type": "tool_use", "id": call.get("id", f"toolu_{message_id}_{n}"), "name": call["name"],
+             "input": dict(call["input"])}
+            for n, call in enumerate(self.tool_calls)
+        ]
+
+    @property
+    def stop_reason(self) -> str:
+        return "tool_use" if self.tool_calls else "end_turn"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,7 +300,7 @@ class AnthropicServer:
             "input_tokens": total - write - read,
             "cache_creation_input_tokens": write,
             "cache_read_input_tokens": read,
-            "output_tokens": tokens(reply.text),
+            "output_tokens": tokens(reply.text) + sum(tokens(json.dumps(c["input"])) for c in reply.tool_calls),
         }
         for name in usage:
             if getattr(reply, name) is not None:
@@ -301,7 +317,17 @@ def _iso(seconds: float) -> str:
 def _text_of(content: Any) -> list[tuple[str, bool]]:
     if isinstance(content, str):
         return [(content, False)]
-    return [(block.get("text", ""), "cache_control" in block) for block in content]
+    return [(_block_text(block), "cache_control" in block) for block in content]
+
+
+def _block_text(block: Mapping[str, Any]) -> str:
+    """The text a content block counts as: a tool call's input JSON, a tool result's content."""
+    if block.get("type") == "tool_use":
+        return json.dumps(block.get("input", {}))
+    if block.get("type") == "tool_result":
+        inner = block.get("content", "")
+        return inner if isinstance(inner, str) else " ".join(_block_text(b) for b in inner)
+    return block.get("text", "")
 
 
 def _blocks(body: Mapping[str, Any]) -> list[tuple[str, bool]]:
@@ -393,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {**usage, "output_tokens": 1},
         }
         if not body.get("stream"):
-            message.update(content=[{"type": "text", "text": reply.text}], stop_reason="end_turn", usage=usage)
+            message.update(content=reply.content(message["id"]), stop_reason=reply.stop_reason, usage=usage)
             self._json(200, message)
             owner._record(self, body, "ok", usage)
             return
@@ -426,8 +452,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                     "delta": {"type": "text_delta", "text": pieces[n]}})
             self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            self._tool_blocks(reply, message["id"])
             self._event("message_delta", {"type": "message_delta",
-                                          "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                          "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
                                           "usage": {"output_tokens": usage["output_tokens"]}})
             self._event("message_stop", {"type": "message_stop"})
             self._chunk(b"")
@@ -436,6 +463,17 @@ class _Handler(BaseHTTPRequestHandler):
             owner._record(self, body, "disconnected", {**usage, "output_tokens": 1})
             return
         owner._record(self, body, "ok", usage)
+
+    def _tool_blocks(self, reply: Reply, message_id: str) -> None:
+        """Stream the reply's tool_use blocks (indexes after the text block), inputs in JSON pieces."""
+        for index, block in enumerate((b for b in reply.content(message_id) if b["type"] == "tool_use"), 1):
+            start = {**block, "input": {}}
+            self._event("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+            raw = json.dumps(block["input"])
+            for i in range(0, len(raw), reply.piece_chars):
+                self._event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {
+                    "type": "input_json_delta", "partial_json": raw[i : i + reply.piece_chars]}})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.owner._begin()
