@@ -376,6 +376,24 @@ def test_claude_tokens_and_cache_tokens_are_traced_and_the_key_never(tmp_path, p
     assert KEY[10:30] not in _everything_recorded(store.path)
 
 
+def test_the_generate_span_records_the_prompt_the_model_was_sent(tmp_path, pipeline, claude):
+    # the generator hands over what it sent (`Answer.prompt`); nothing is rebuilt from the config
+    store = tracing.enable_tracing(tmp_path / "runs.sqlite", otlp=False)
+    try:
+        served = _claude_pipeline(pipeline, claude.url, system_prompt="Answer like a test pilot.")
+        served.answer("why do shock waves form?")
+        tracing.flush()
+    finally:
+        tracing.disable_tracing()
+    (sent,) = [r.body for r in claude.requests]
+    (trace,) = store.traces()
+    gen = next(s.attributes for s in store.spans(trace.trace_id) if s.name == "generate")
+    system = [b["content"] for b in json.loads(gen["gen_ai.system_instructions"])]
+    assert system == [b["text"] for b in sent["system"]] and system[0] == "Answer like a test pilot."
+    messages = [(m["role"], m["parts"][0]["content"]) for m in json.loads(gen["gen_ai.input.messages"])]
+    assert messages == [(m["role"], m["content"]) for m in sent["messages"]]
+
+
 def test_a_failing_stage_marks_its_span_and_the_trace_as_errors(tmp_path, pipeline, claude):
     from workbench.generation import GenerationError
 

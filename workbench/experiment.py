@@ -134,8 +134,7 @@ class Pipeline:
                 outcome = self._cascade(context, on_text).run(query)
                 model, answer, attempts = outcome.model, outcome.answer, outcome.attempts
             else:
-                span = tracing.stage("generate", config=self.config.generation, model=model, query=query,
-                                     context=context)
+                span = tracing.stage("generate", config=self.config.generation, model=model, context=context)
                 answer = self.generator(model).generate(query, context, on_text=on_text)
                 span.end(answer=answer, context=context)
                 attempts = (answer,)
@@ -155,7 +154,7 @@ class Pipeline:
         texts = [h.chunk.text for h in context]
 
         def answer(query: str, model: str) -> Answer:
-            span = tracing.stage("generate", config=self.config.generation, model=model, query=query, context=context)
+            span = tracing.stage("generate", config=self.config.generation, model=model, context=context)
             result = self.generator(model).generate(query, context, on_text=on_text)
             span.end(answer=result, context=context)
             return result

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Document", "Chunk", "Hit", "Span", "Usage", "Answer"]
+__all__ = ["Document", "Chunk", "Hit", "Span", "Usage", "Prompt", "Answer"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +69,25 @@ class Usage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Prompt:
+    """A Messages API prompt: system blocks (cached instructions, then passages) and messages.
+
+    A plain completion prompt is one user message and no system blocks.
+    """
+
+    system: tuple[Mapping[str, Any], ...]
+    messages: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Answer:
-    """A generated answer with the ids of the chunks it cites and what it cost."""
+    """A generated answer with the ids of the chunks it cites and what it cost.
+
+    `prompt` is what the generator sent (what a trace records); None when nothing was sent
+    (e.g. an answer served from the response cache).
+    """
 
     text: str
     citations: tuple[str, ...]
     usage: Usage
+    prompt: Prompt | None = field(default=None, compare=False, repr=False)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..types import Answer, Hit
+from ..types import Answer, Hit, Prompt  # Prompt lives with Answer, which carries it
 
 __all__ = [
     "Generator",
@@ -59,14 +58,6 @@ def passage_block(n: int, text: str) -> str:
 
 def _passages(context: Sequence[Hit]) -> str:
     return "\n\n".join(passage_block(i, hit.chunk.text) for i, hit in enumerate(context, 1))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Prompt:
-    """A Messages API prompt: system blocks (cached instructions, then passages) and messages."""
-
-    system: tuple[Mapping[str, Any], ...]
-    messages: tuple[Mapping[str, Any], ...]
 
 
 def build_prompt(

@@ -256,7 +256,7 @@ class AnthropicGenerator:
             caching=self.config.prompt_caching, cache_ttl=self.config.cache_ttl,
         )
         text, usage = self.complete(prompt, on_text=on_text)
-        return Answer(text=text, citations=parse_citations(text, context), usage=usage)
+        return Answer(text=text, citations=parse_citations(text, context), usage=usage, prompt=prompt)
 
     def count_input_tokens(
         self, query: str, context: Sequence[Hit], *, history: Sequence[tuple[str, str]] = ()

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import GenerationConfig
 from ..io import cache_dir
 from ..metrics import split_sentences, strip_citations
-from ..types import Answer, Hit, Usage
-from .base import NO_CONTEXT, completion_prompt, parse_citations
+from ..types import Answer, Hit, Prompt, Usage
+from .base import NO_CONTEXT, build_prompt, completion_prompt, parse_citations
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
@@ -114,7 +114,9 @@ class ExtractiveGenerator:
             on_text(text)
         elapsed = time.perf_counter() - started
         usage = Usage(model=f"extractive-{self.scorer}", latency_s=elapsed, time_to_first_token_s=elapsed)
-        return Answer(text=text, citations=citations, usage=usage)
+        # what it reads is what a model would be sent: the question and the numbered passages
+        prompt = build_prompt(query, context, caching=False) if query.strip() else None
+        return Answer(text=text, citations=citations, usage=usage, prompt=prompt)
 
 
 _LLAMAS: dict[tuple[str, int, int], Any] = {}
@@ -228,4 +230,5 @@ class LocalGenerator:
             output_tokens_per_s=output_tokens / (end - first) if first is not None and end > first else None,
             counted=True,
         )
-        return Answer(text=text.strip(), citations=parse_citations(text, context[:kept]), usage=usage)
+        sent = Prompt(system=(), messages=({"role": "user", "content": prompt},))  # the passages that fit
+        return Answer(text=text.strip(), citations=parse_citations(text, context[:kept]), usage=usage, prompt=sent)

@@ -3,7 +3,8 @@
 `spans` (the request thread) queues each finished request's spans on the `Recorder`; its
 thread builds their attributes (GenAI conventions, prompts and answers, redacted), makes SDK
 `ReadableSpan`s, writes them to the trace store in batches and hands them to the OTLP
-processor.
+processor. A generate span records the prompt the generator says it sent (`Answer.prompt`),
+never one rebuilt here.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..config import config_hash
 from .redaction import REDACTED, redact
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
-    from ..types import Answer, Hit
+    from ..types import Answer, Hit, Prompt
     from .spans import _Span, _State
     from .store import SQLiteSpanExporter
 
@@ -209,7 +211,7 @@ def _span_attributes(span: _Span) -> dict[str, Any]:
         attrs = {"workbench.stage": name}
         prompt = {}
         if name == "generate":
-            prompt = _prompt_attributes(given.pop("config"), given.pop("query"), given.pop("context"), state)
+            prompt = _generate_attributes(given.pop("config"), given.pop("context"), state)
         elif name in ("retrieve", "rerank"):
             attrs["gen_ai.operation.name"] = "retrieval"
         for key, value in given.items():
@@ -220,6 +222,8 @@ def _span_attributes(span: _Span) -> dict[str, Any]:
             attrs.update(_hit_attributes(*hits))
         if answer is not None:
             attrs.update(_answer_attributes(answer, context or (), content))
+            if content and answer.prompt is not None:
+                attrs.update(_prompt_attributes(answer.prompt, state.secrets))
         if response is not None:
             attrs["gen_ai.request.model"] = response.model
             shown = context if context is not None else response.hits
@@ -288,7 +292,8 @@ def _answer_attributes(answer: Answer, context: Sequence[Hit], content: bool) ->
     return attrs
 
 
-def _prompt_attributes(config: Any, query: str, context: Sequence[Hit], state: _State) -> dict[str, Any]:
+def _generate_attributes(config: Any, context: Sequence[Hit], state: _State) -> dict[str, Any]:
+    """The generate span's request settings, and the passages it was given (each redacted once)."""
     kind = config.kind
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat" if kind == "anthropic" else "text_completion",
@@ -296,35 +301,29 @@ def _prompt_attributes(config: Any, query: str, context: Sequence[Hit], state: _
         "gen_ai.request.max_tokens": config.max_tokens,
         "gen_ai.request.temperature": config.temperature,
     }
-    if not state.record_content:
-        return attrs
-    import dataclasses
+    if state.record_content:
+        # The same passages come back request after request: each is scanned once (`_redact_passage`).
+        attrs["workbench.context"] = json.dumps(
+            [{"id": h.chunk.id, "doc_id": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end,
+              "text": _redact_passage(h.chunk.text, state.secrets)} for h in context]
+        )
+    return attrs
 
-    from ..generation import build_prompt, completion_prompt
 
-    # Redact each piece once, then build the prompt from the clean pieces: the passages appear
-    # in two attributes, and scanning kilobytes twice is most of the cost of recording them.
-    # The same passages come back request after request: each is scanned once (`_redact_passage`).
-    secrets = state.secrets
-    query = redact(query, secrets)
-    hits = []
-    for h in context:
-        text = _redact_passage(h.chunk.text, secrets)
-        hits.append(h if text is h.chunk.text else dataclasses.replace(h, chunk=dataclasses.replace(h.chunk, text=text)))
-    attrs["workbench.context"] = json.dumps(
-        [{"id": h.chunk.id, "doc_id": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end,
-          "text": h.chunk.text} for h in hits]
-    )
+def _prompt_attributes(prompt: Prompt, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """What the generator sent (`Answer.prompt`), redacted: its system blocks and its messages."""
 
-    def message(role: str, text: str) -> dict[str, Any]:
-        return {"role": role, "parts": [{"type": "text", "content": text}]}
+    def message(role: str, content: Any) -> dict[str, Any]:
+        text = content if isinstance(content, str) else json.dumps(content)
+        return {"role": role, "parts": [{"type": "text", "content": redact(text, secrets)}]}
 
-    if kind == "local":
-        attrs["gen_ai.input.messages"] = json.dumps([message("user", completion_prompt(query, hits))])
-    elif query.strip():
-        prompt = build_prompt(query, hits, instructions=redact(getattr(config, "system_prompt", ""), secrets))
-        attrs["gen_ai.system_instructions"] = json.dumps([{"type": "text", "content": b["text"]} for b in prompt.system])
-        attrs["gen_ai.input.messages"] = json.dumps([message(m["role"], m["content"]) for m in prompt.messages])
+    attrs: dict[str, Any] = {
+        "gen_ai.input.messages": json.dumps([message(m["role"], m["content"]) for m in prompt.messages])
+    }
+    if prompt.system:  # the instructions block repeats across requests: remembered like a passage
+        attrs["gen_ai.system_instructions"] = json.dumps(
+            [{"type": "text", "content": _redact_passage(b["text"], secrets)} for b in prompt.system]
+        )
     return attrs
 
 
@@ -336,6 +335,4 @@ def _redact_passage(text: str, secrets: tuple[str, ...]) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _config_hash(config: PipelineConfig) -> str:
-    from ..config import config_hash
-
     return config_hash(config)
