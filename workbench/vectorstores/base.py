@@ -282,7 +282,6 @@ class BaseIndex:
 
     backend: ClassVar[str]
     indexes: ClassVar[tuple[str, ...]]
-    prefilters: ClassVar[bool] = True  # applies the filter before the top-k cut
 
     def __init__(self, spec: IndexSpec) -> None:
         if spec.index not in self.indexes:
@@ -298,6 +297,11 @@ class BaseIndex:
     def label(self) -> str:
         """How tables, charts and logs name this backend."""
         return f"{self.backend} ({self.spec.index})"
+
+    @property
+    def may_return_short(self) -> bool:
+        """Whether a filtered query can return fewer than k rows although k rows pass the filter."""
+        return False
 
     # -- the protocol ----------------------------------------------------------------------
 

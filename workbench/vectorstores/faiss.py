@@ -150,10 +150,13 @@ class FaissIndex(BaseIndex):
                 raise VectorStoreError(f"{self._path(suffix)} does not match its checksum; rebuild the index")
         vectors = np.load(io.BytesIO(blobs["npy"]), allow_pickle=False)
         entries = [json.loads(line) for line in blobs["jsonl"].decode("utf-8").splitlines()]
-        if vectors.shape != (len(entries), self.spec.dimension):
+        if vectors.ndim != 2 or len(vectors) != len(entries):
+            raise VectorStoreError(f"the FAISS index in {self.spec.folder} holds {vectors.shape} vectors for "
+                                   f"{len(entries)} rows; rebuild the index")
+        if vectors.shape[1] != self.spec.dimension:
             raise VectorStoreError(
-                f"the FAISS index in {self.spec.folder} holds vectors of shape {vectors.shape} for "
-                f"{len(entries)} rows of dimension {self.spec.dimension}; rebuild the index"
+                f"dimension mismatch: the FAISS index in {self.spec.folder} holds vectors of dimension "
+                f"{vectors.shape[1]}, not {self.spec.dimension}; embed with the index's model or rebuild the index"
             )
         self._vectors = vectors.astype(np.float32)
         self._ids, self._docs, self._rows = ([e[i] for e in entries] for i in range(3))

@@ -2,7 +2,9 @@
 
 "flat" scans every vector (exact); "ivfflat" builds LanceDB's IVF_FLAT index (about sqrt(rows)
 partitions, `ivf_probes` probed; rows added after the build are scanned exactly until the
-index is rebuilt). Filters are SQL predicates applied before the vector search (`prefilter`).
+index is rebuilt). Filters are SQL predicates applied before the vector search (`prefilter`),
+but with IVF_FLAT only within the probed partitions, so a tight filter can return fewer than k
+rows (`may_return_short`; the dense retriever counts such lists).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class LanceIndex(BaseIndex):
                     f"{getattr(vector_type, 'list_size', '?')}, not {spec.dimension}; embed with the index's model"
                 )
             self._indexed = bool(self._table.list_indices())
+
+    @property
+    def may_return_short(self) -> bool:
+        """IVF_FLAT prefilters only the probed partitions: a tight filter can leave fewer than k rows."""
+        return self._indexed
 
     def _schema(self) -> Any:
         pa = self._pa

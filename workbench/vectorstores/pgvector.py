@@ -50,7 +50,13 @@ def embedded_server(folder: Path) -> str:
     with _servers_lock:
         if folder not in _servers:
             folder.mkdir(parents=True, exist_ok=True)
-            _servers[folder] = pgserver.get_server(folder, cleanup_mode="stop")
+            try:
+                _servers[folder] = pgserver.get_server(folder, cleanup_mode="stop")
+            except Exception as exc:  # noqa: BLE001 - pgserver raises bare exceptions with the log
+                raise VectorStoreError(
+                    f"could not start the embedded PostgreSQL in {folder} ({str(exc)[:300]}); started by root it "
+                    "runs as user 'pgserver', which needs to reach the folder and its parents"
+                ) from None
         return _servers[folder].get_uri()
 
 
