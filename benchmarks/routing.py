@@ -26,6 +26,7 @@ from workbench.config import ChunkingConfig, RetrievalConfig, RoutingConfig
 from workbench.chunking import make_chunker
 from workbench.datasets import load_dataset
 from workbench.embedding import load_embedder
+from workbench.resources import Resources
 from workbench.retrieval import build_retriever
 from workbench.routing import (
     DEMO_LABELS,
@@ -77,9 +78,9 @@ def main() -> None:
 
     rules = make_router(RoutingConfig(kind="rules"))
     makers: dict[str, Callable[[], object]] = {
-        "learned-logistic": lambda: LearnedRouter.from_config(config, embedder),
-        "learned-knn": lambda: LearnedRouter.from_config(replace(config, classifier="knn"), embedder),
-        "retrieval-logistic": lambda: RetrievalRouter.from_config(config, dense),
+        "learned-logistic": lambda: LearnedRouter.untrained(config, Resources(embedder=embedder)),
+        "learned-knn": lambda: LearnedRouter.untrained(replace(config, classifier="knn"), Resources(embedder=embedder)),
+        "retrieval-logistic": lambda: RetrievalRouter.untrained(config, Resources(retriever=dense)),
     }
     # scores[name] = (train scores for choosing the threshold, test scores, cascade?)
     scores: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {

@@ -36,6 +36,9 @@ from workbench.types import Chunk, Document, Hit
 class ReverseReranker:
     """A real (if silly) reranker: the input order reversed."""
 
+    def prepare(self, query):
+        """No query-only work."""
+
     def rerank(self, query, hits, k):
         return [dataclasses.replace(h, score=-i, rank=i + 1) for i, h in enumerate(list(hits)[::-1][:k])]
 

@@ -87,7 +87,7 @@ def test_answer_routes_once_and_cites_retrieved_chunks(cranfield) -> None:
     pipeline = build_pipeline(config, cranfield)
     response = pipeline.answer(cranfield.queries["1"])
     assert pipeline.router is pipeline.router  # built once, not per query
-    assert response.model == config.routing.model and response.attempts == (response.answer,)
+    assert response.model == config.generation.model and response.attempts == (response.answer,)
     shown = {h.chunk.id for h in response.hits[: config.generation.context_chunks]}
     assert response.answer.citations and set(response.answer.citations) <= shown
     assert {"route", "retrieve", "generate"} <= set(response.stage_latency_s)

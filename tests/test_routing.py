@@ -11,6 +11,7 @@ from workbench.config import ConfigError, EmbeddingConfig, RoutingConfig
 from workbench.costs import estimate_tokens, load_prices
 from workbench.datasets import Dataset
 from workbench.embedding import Embedder
+from workbench.resources import Resources
 from workbench.retrieval import BM25Retriever
 from workbench.routing import (
     DEMO_LABELS,
@@ -90,9 +91,9 @@ def test_config_rejects_bad_routing_values():
 
 
 def test_fixed_router_and_unknown_model_error():
-    assert make_router(RoutingConfig(kind="fixed", model=SONNET)).route("anything") == SONNET
+    assert make_router(RoutingConfig(kind="fixed"), Resources(model=SONNET)).route("anything") == SONNET
     with pytest.raises(RoutingError, match=r"gpt-9.*not in the price table.*claude-haiku-4-5.*claude-opus-4-5.*claude-sonnet-4-5"):
-        make_router(RoutingConfig(kind="fixed", model="gpt-9"))
+        make_router(RoutingConfig(kind="fixed"), Resources(model="gpt-9"))
     with pytest.raises(RoutingError, match="gpt-9"):
         make_router(RoutingConfig(kind="rules", tiers=(HAIKU, "gpt-9", OPUS)))
 
@@ -304,7 +305,7 @@ def test_learned_router_fits_saves_loads_and_checks_the_embedder(tmp_path, embed
     with pytest.raises(RoutingError, match="no saved router"):
         LearnedRouter.load(tmp_path / "none.npz", tiers=TIERS, embedder=embedder)
     knn_config = RoutingConfig(kind="learned", classifier="knn", knn_k=3)
-    assert LearnedRouter.from_config(knn_config, embedder).fit(train).route(held_out[-1]) == OPUS
+    assert LearnedRouter.untrained(knn_config, Resources(embedder=embedder)).fit(train).route(held_out[-1]) == OPUS
     out_of_fold = cross_validated_adequacy(
         lambda: LearnedRouter(tiers=TIERS, embedder=embedder), train, folds=4, seed=0
     )

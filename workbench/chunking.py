@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .config import DEFAULT_EMBEDDING_MODEL, ChunkingConfig, EmbeddingConfig
+from .registry import REGISTRIES, Registry
+from .resources import Resources
 from .tokens import claude_tokenizer
 from .types import Chunk, Document
 
@@ -245,8 +247,7 @@ class WholeDocumentChunker:
         return _make_chunks(doc, [(0, len(doc.text))])
 
     @classmethod
-    def from_config(cls, config: ChunkingConfig, tokenize: Callable[[], Tokenize],
-                    embed: Callable[[], Embed]) -> WholeDocumentChunker:
+    def from_config(cls, config: ChunkingConfig, resources: Resources) -> WholeDocumentChunker:
         """A whole-document chunker (size, overlap and tokenizer do not apply)."""
         return cls()
 
@@ -289,10 +290,9 @@ class FixedTokenChunker:
         return _make_chunks(doc, _fixed_spans(index, 0, len(doc.text), self.size, self.overlap))
 
     @classmethod
-    def from_config(cls, config: ChunkingConfig, tokenize: Callable[[], Tokenize],
-                    embed: Callable[[], Embed]) -> FixedTokenChunker:
+    def from_config(cls, config: ChunkingConfig, resources: Resources) -> FixedTokenChunker:
         """A fixed-window chunker from `config.size` and `config.overlap`."""
-        return cls(size=config.size, overlap=config.overlap, tokenize=tokenize())
+        return cls(size=config.size, overlap=config.overlap, tokenize=config_tokenize(config, resources))
 
 
 # Split points, coarsest first. Each pattern marks the position where a new piece begins.
@@ -368,10 +368,9 @@ class RecursiveChunker:
         return out
 
     @classmethod
-    def from_config(cls, config: ChunkingConfig, tokenize: Callable[[], Tokenize],
-                    embed: Callable[[], Embed]) -> RecursiveChunker:
+    def from_config(cls, config: ChunkingConfig, resources: Resources) -> RecursiveChunker:
         """A recursive chunker from `config.size` and `config.overlap`."""
-        return cls(size=config.size, overlap=config.overlap, tokenize=tokenize())
+        return cls(size=config.size, overlap=config.overlap, tokenize=config_tokenize(config, resources))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,34 +429,35 @@ class SemanticChunker:
         return [int(g) - 1 for g in gaps[distance > threshold]]
 
     @classmethod
-    def from_config(cls, config: ChunkingConfig, tokenize: Callable[[], Tokenize],
-                    embed: Callable[[], Embed]) -> SemanticChunker:
-        """A semantic chunker from `config` (size, overlap, breakpoint_percentile)."""
+    def from_config(cls, config: ChunkingConfig, resources: Resources) -> SemanticChunker:
+        """A semantic chunker from `config` (size, overlap, breakpoint_percentile) and `resources.load_embed()`."""
         return cls(size=config.size, overlap=config.overlap, breakpoint_percentile=config.breakpoint_percentile,
-                   tokenize=tokenize(), embed=embed())
+                   tokenize=config_tokenize(config, resources), embed=resources.load_embed())
 
 
-ChunkerFactory = Callable[[ChunkingConfig, Callable[[], Tokenize], Callable[[], Embed]], Chunker]
+CHUNKERS: Registry = REGISTRIES["chunking.method"]  # name -> chunker class (see workbench.registry)
 
-CHUNKERS: dict[str, ChunkerFactory] = {
-    "none": WholeDocumentChunker.from_config,
-    "fixed": FixedTokenChunker.from_config,
-    "recursive": RecursiveChunker.from_config,
-    "semantic": SemanticChunker.from_config,
-}
+
+def config_tokenize(config: ChunkingConfig, resources: Resources) -> Tokenize:
+    """The tokenizer `config.tokenizer` names (of `resources.embedding.model` for "embedding"),
+    or `resources.count_tokens` applied per word when one is given."""
+    return make_tokenize(config.tokenizer, embedding_model=resources.embedding.model,
+                         count_tokens=resources.count_tokens)
 
 
 def make_chunker(
     config: ChunkingConfig,
+    resources: Resources | None = None,
     *,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     count_tokens: Callable[[str], int] | None = None,
     embed: Embed | None = None,
 ) -> Chunker:
-    """Build the chunker `config.method` names.
+    """Build the chunker `config.method` names: `CHUNKERS[method].from_config(config, resources)`.
 
     Args:
         config: method, size and overlap (in tokens), tokenizer and semantic breakpoint.
+        resources: what the chunker may use; when None, built from the keyword arguments:
         embedding_model: the model whose tokenizer counts tokens when `config.tokenizer` is
             "embedding", and whose embeddings the semantic chunker compares.
         count_tokens: a custom token counter (applied per word and summed), overriding `config.tokenizer`.
@@ -468,21 +468,9 @@ def make_chunker(
         A `Chunker`.
 
     Raises:
-        ValueError: an unknown method (the message lists every known one).
+        ConfigError: an unknown method (the message lists every known one).
     """
-    try:
-        factory = CHUNKERS[config.method]
-    except KeyError:
-        raise ValueError(f"unknown chunker {config.method!r}; choose one of {sorted(CHUNKERS)}") from None
-
-    def tokenize() -> Tokenize:
-        return make_tokenize(config.tokenizer, embedding_model=embedding_model, count_tokens=count_tokens)
-
-    def default_embed() -> Embed:
-        if embed is not None:
-            return embed
-        from .embedding import load_embedder
-
-        return load_embedder(EmbeddingConfig(model=embedding_model)).embed
-
-    return factory(config, tokenize, default_embed)
+    CHUNKERS.check(config.method, "chunker")
+    if resources is None:
+        resources = Resources(embedding=EmbeddingConfig(model=embedding_model), count_tokens=count_tokens, embed=embed)
+    return CHUNKERS[config.method].from_config(config, resources)

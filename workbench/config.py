@@ -6,14 +6,15 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from .registry import REGISTRIES
+from .validation import Bounds, ConfigError, bounds_of, check_fields, check_token_pattern, number, shorten
 
 __all__ = [
     "ChunkingConfig",
@@ -30,26 +31,34 @@ __all__ = [
     "from_dict",
     "to_dict",
     "load_config",
+    "loads",
     "save_config",
     "config_hash",
     "replace_path",
+    "replace_paths",
+    "choices",
+    "field_bounds",
+    "shorten",
 ]
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the value and the fix."""
+DEFAULT_ANSWER_MODEL = "claude-haiku-4-5"
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {sorted(options)}")
+        raise ConfigError(f"unknown {name} {shorten(value)}; choose one of {sorted(options)}")
 
 
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+def _check(config: Any, section: str) -> None:
+    """Every field's type and range, then every Literal and registry kind against its options."""
+    check_fields(config, section)
+    for name, hint in _type_hints(type(config)).items():
+        path = f"{section}.{name}"
+        if path in REGISTRIES:
+            REGISTRIES[path].check(getattr(config, name))
+        elif typing.get_origin(hint) is Literal:
+            _choice(path, getattr(config, name), typing.get_args(hint))
 
 
 @functools.cache
@@ -57,32 +66,22 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _literal_options(cls: type, name: str) -> tuple[str, ...]:
-    return typing.get_args(_type_hints(cls)[name])
-
-
 @dataclass(frozen=True, kw_only=True)
 class ChunkingConfig:
-    """How documents are split. Sizes are in tokens of `tokenizer`."""
+    """How documents are split. Sizes are in tokens of `tokenizer`. `method`: see `choices`."""
 
-    method: Literal["none", "fixed", "recursive", "semantic"] = "recursive"
-    size: int = 256
-    overlap: int = 0
+    method: str = "recursive"
+    size: int = number(256, ge=1, le=1_000_000)
+    overlap: int = number(0, ge=0)
     tokenizer: Literal["embedding", "whitespace", "claude"] = "embedding"
-    breakpoint_percentile: float = 95.0
+    breakpoint_percentile: float = number(95.0, gt=0, lt=100)
 
     def __post_init__(self) -> None:
-        _choice("chunking.method", self.method, _literal_options(ChunkingConfig, "method"))
-        _choice("chunking.tokenizer", self.tokenizer, _literal_options(ChunkingConfig, "tokenizer"))
-        _positive("chunking.size", self.size)
+        _check(self, "chunking")
         if not 0 <= self.overlap < self.size:
             raise ConfigError(
                 f"chunking.overlap={self.overlap} must be >= 0 and < chunking.size={self.size}; "
                 "lower the overlap or raise the size"
-            )
-        if not 0 < self.breakpoint_percentile < 100:
-            raise ConfigError(
-                f"chunking.breakpoint_percentile={self.breakpoint_percentile} must lie in (0, 100)"
             )
 
 
@@ -91,61 +90,50 @@ class EmbeddingConfig:
     """Which sentence-transformers model embeds chunks and queries, and how."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    batch_size: int = 32
+    batch_size: int = number(32, ge=1, le=65_536)
     device: str = "cpu"
     normalize: bool = True
 
     def __post_init__(self) -> None:
+        _check(self, "embedding")
         if not self.model.strip():
             raise ConfigError("embedding.model is empty; name a sentence-transformers model or path")
-        _positive("embedding.batch_size", self.batch_size)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RetrievalConfig:
     """First-stage retrieval. `k` is how many hits it returns (the reranker's candidates)."""
 
-    kind: Literal["bm25", "dense", "hybrid"] = "hybrid"
-    k: int = 100
+    kind: str = "hybrid"
+    k: int = number(100, gt=0, le=1_000_000)
     # BM25 (Okapi, rank_bm25 semantics) and its tokenizer
-    bm25_k1: float = 1.5
-    bm25_b: float = 0.75
-    bm25_epsilon: float = 0.25
+    bm25_k1: float = number(1.5, ge=0, le=100, hint="the usual range is 1.2 to 2.0")
+    bm25_b: float = number(0.75, ge=0, le=1, hint="0 = no length normalisation, 1 = full")
+    bm25_epsilon: float = number(0.25, ge=0, le=1, hint="the floor of negative idfs, as a share of the mean idf")
     lowercase: bool = True
     stopwords: Literal["english", "none"] = "english"
     stemmer: Literal["none", "english"] = "none"
     token_pattern: str = r"(?u)\b\w+\b"  # a term is a regex match
-    # dense index
-    index: Literal["flat", "hnsw"] = "flat"
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    hnsw_ef_construction: int = 200
+    # dense index: which vector database holds it (workbench.vectorstores) and how it searches;
+    # "flat" is exact, "hnsw" and "ivfflat" approximate (each backend lists the kinds it has)
+    backend: str = "faiss"
+    backend_url: str = ""  # a server (postgresql://, http://host:port); "" = embedded
+    index: Literal["flat", "hnsw", "ivfflat"] = "flat"
+    hnsw_m: int = number(32, gt=0, le=1024)
+    hnsw_ef_search: int = number(128, gt=0, le=1_000_000)
+    hnsw_ef_construction: int = number(200, gt=0, le=1_000_000)
+    ivf_lists: int = number(0, ge=0, le=1_000_000, hint="0 = about the square root of the row count")
+    ivf_probes: int = number(10, gt=0, le=1_000_000)
+    index_path: str = ""  # a persistent index folder (`workbench ingest`) searched instead of building one
     # hybrid fusion
     fusion: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = 60
-    dense_weight: float = 0.5
-    fusion_depth: int = 100
+    rrf_k: int = number(60, gt=0)
+    dense_weight: float = number(0.5, ge=0, le=1)
+    fusion_depth: int = number(100, gt=0, le=1_000_000)
 
     def __post_init__(self) -> None:
-        for name in ("kind", "stopwords", "stemmer", "index", "fusion"):
-            _choice(f"retrieval.{name}", getattr(self, name), _literal_options(RetrievalConfig, name))
-        _positive("retrieval.k", self.k)
-        _positive("retrieval.rrf_k", self.rrf_k)
-        _positive("retrieval.fusion_depth", self.fusion_depth)
-        _positive("retrieval.hnsw_m", self.hnsw_m)
-        _positive("retrieval.hnsw_ef_search", self.hnsw_ef_search)
-        _positive("retrieval.hnsw_ef_construction", self.hnsw_ef_construction)
-        try:
-            re.compile(self.token_pattern)
-        except re.error as exc:
-            raise ConfigError(
-                f"retrieval.token_pattern={self.token_pattern!r} is not a valid regular expression ({exc}); "
-                "the default is r'(?u)\\b\\w\\w+\\b'"
-            ) from None
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ConfigError(f"retrieval.dense_weight={self.dense_weight} must lie in [0, 1]")
-        if not 0.0 <= self.bm25_b <= 1.0:
-            raise ConfigError(f"retrieval.bm25_b={self.bm25_b} must lie in [0, 1]")
+        _check(self, "retrieval")
+        check_token_pattern(self.token_pattern)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,44 +141,33 @@ class RerankingConfig:
     """Second stage: take `candidates` hits from retrieval, keep the best `k`."""
 
     kind: str = "none"
-    candidates: int = 50
-    k: int = 10
+    candidates: int = number(50, gt=0, le=100_000)
+    k: int = number(10, gt=0, le=100_000)
     model: str = ""
-    max_length: int = 256
-    batch_size: int = 32
+    max_length: int = number(256, gt=0, le=65_536)
+    batch_size: int = number(32, gt=0, le=65_536)
     device: str = "cpu"
-    mmr_lambda: float = 0.7
+    mmr_lambda: float = number(0.7, ge=0, le=1)
     # late interaction: which query tokens count, and IDF weights from the candidates
     # (defaults: the variant with the best worst case over Cranfield and the chunking set)
     maxsim_query_tokens: Literal["all", "content", "no-stopwords"] = "content"
     maxsim_idf: bool = False
     # weight of the input ranking fused (reciprocal rank) with the reranker's; 0 ignores it
-    input_weight: float = 0.0
+    input_weight: float = number(0.0, ge=0, le=1)
 
     def __post_init__(self) -> None:
-        _positive("reranking.candidates", self.candidates)
-        _positive("reranking.k", self.k)
-        _positive("reranking.max_length", self.max_length)
-        _positive("reranking.batch_size", self.batch_size)
-        _choice(
-            "reranking.maxsim_query_tokens",
-            self.maxsim_query_tokens,
-            _literal_options(RerankingConfig, "maxsim_query_tokens"),
-        )
-        if not 0.0 <= self.input_weight <= 1.0:
-            raise ConfigError(f"reranking.input_weight={self.input_weight} must lie in [0, 1]")
+        _check(self, "reranking")
         if self.kind != "none" and self.k > self.candidates:
             raise ConfigError(
                 f"reranking.k={self.k} is larger than reranking.candidates={self.candidates}; "
                 "a reranker can only reorder the candidates it is given"
             )
-        if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise ConfigError(f"reranking.mmr_lambda={self.mmr_lambda} must lie in [0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RoutingConfig:
-    """Which model answers a query. `fixed` always picks `model`.
+    """Which model answers a query. `fixed` always picks `generation.model` (the one field
+    naming the answering model).
 
     `tiers` run from cheapest to strongest. The other routers pick the cheapest tier whose
     estimated chance of being adequate reaches `threshold` (the cascade: whose answer's
@@ -198,17 +175,16 @@ class RoutingConfig:
     saved by `LearnedRouter.save` / `RetrievalRouter.save` (kinds "learned", "retrieval").
     """
 
-    kind: Literal["fixed", "rules", "learned", "retrieval", "cascade"] = "fixed"
-    model: str = "claude-haiku-4-5"
+    kind: str = "fixed"
     tiers: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
     path: str = ""
-    threshold: float = 0.5
+    threshold: float = number(0.5, ge=0, le=1)
     # learned and retrieval-aware routers: the classifier fitted by `*Router.from_config(...).fit`
     # (a saved router keeps the classifier it was trained with)
     classifier: Literal["logistic", "knn"] = "logistic"
-    knn_k: int = 15
+    knn_k: int = number(15, gt=0, le=100_000)
     # rules router: one point per feature; more than `rule_cutoffs[i]` points send a query past tiers[i]
-    long_query_tokens: int = 24
+    long_query_tokens: int = number(24, gt=0)
     rule_cutoffs: tuple[float, ...] = (1.0, 3.0)
     comparison_cues: tuple[str, ...] = (
         "compare", "comparison", "difference", "differ", "versus", "vs", "contrast", "both",
@@ -220,92 +196,68 @@ class RoutingConfig:
     )
     # retrieval-aware router: how many hits it inspects, and how far apart two hits of one
     # document must start to count as different places
-    retrieval_k: int = 10
-    place_gap_chars: int = 2000
+    retrieval_k: int = number(10, gt=0, le=100_000)
+    place_gap_chars: int = number(2000, gt=0)
 
     def __post_init__(self) -> None:
-        _choice("routing.kind", self.kind, _literal_options(RoutingConfig, "kind"))
-        _choice("routing.classifier", self.classifier, _literal_options(RoutingConfig, "classifier"))
-        if not self.model.strip():
-            raise ConfigError("routing.model is empty; name a model from the price table")
+        _check(self, "routing")
         if not self.tiers:
             raise ConfigError("routing.tiers is empty; list model ids from cheapest to strongest")
         if len(set(self.tiers)) != len(self.tiers):
-            raise ConfigError(f"routing.tiers={list(self.tiers)} repeats a model; list each tier once")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"routing.threshold={self.threshold} must lie in [0, 1]")
-        _positive("routing.knn_k", self.knn_k)
-        _positive("routing.long_query_tokens", self.long_query_tokens)
-        _positive("routing.retrieval_k", self.retrieval_k)
-        _positive("routing.place_gap_chars", self.place_gap_chars)
+            raise ConfigError(f"routing.tiers={shorten(list(self.tiers))} repeats a model; list each tier once")
         if self.kind == "rules" and len(self.rule_cutoffs) != len(self.tiers) - 1:
             raise ConfigError(
                 f"routing.rule_cutoffs={list(self.rule_cutoffs)} needs one cutoff per tier above the "
-                f"cheapest ({len(self.tiers) - 1} for tiers {list(self.tiers)}); add or remove cutoffs"
+                f"cheapest ({len(self.tiers) - 1} for tiers {shorten(list(self.tiers))}); add or remove cutoffs"
             )
         if list(self.rule_cutoffs) != sorted(self.rule_cutoffs):
-            raise ConfigError(f"routing.rule_cutoffs={list(self.rule_cutoffs)} must be non-decreasing")
+            raise ConfigError(f"routing.rule_cutoffs={shorten(list(self.rule_cutoffs))} must be non-decreasing")
 
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationConfig:
-    """How answers are produced from the top `context_chunks` hits."""
+    """How answers are produced from the top `context_chunks` hits; `model` answers them
+    (the fixed router's choice; other routers pick among `routing.tiers`)."""
 
     kind: str = "extractive"
-    model: str = "claude-haiku-4-5"
-    max_tokens: int = 512
-    temperature: float = 0.0
-    context_chunks: int = 5
+    model: str = DEFAULT_ANSWER_MODEL
+    max_tokens: int = number(512, gt=0, le=1_000_000)
+    temperature: float = number(0.0, ge=0, le=2)
+    context_chunks: int = number(5, gt=0, le=10_000)
     prompt_caching: bool = True
     cache_ttl: Literal["5m", "1h"] = "5m"
     fallback_models: tuple[str, ...] = ()
-    max_retries: int = 4
-    timeout_s: float = 60.0
+    max_retries: int = number(4, ge=0, le=100)
+    timeout_s: float = number(60.0, gt=0, le=86_400, hint="seconds per API request")
     # the system instructions ("" = the built-in prompt); the cached static prefix
     system_prompt: str = ""
     # Anthropic endpoint ("" = $ANTHROPIC_BASE_URL, else the SDK's default) and retry backoff
     base_url: str = ""
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_base_s: float = number(0.5, ge=0, le=86_400)
+    backoff_max_s: float = number(30.0, ge=0, le=86_400)
     # extractive generator: how many sentences, scored how
-    extractive_sentences: int = 3
+    extractive_sentences: int = number(3, gt=0, le=10_000)
     extractive_scorer: Literal["embedding", "lexical"] = "embedding"
     # local model: context window (tokens) and CPU threads (0 = all cores)
-    local_n_ctx: int = 4096
-    local_threads: int = 0
+    local_n_ctx: int = number(4096, gt=0, le=1_048_576)
+    local_threads: int = number(0, ge=0, le=4096, hint="0 = all cores")
     # share of requests sent through the Message Batches API (discounted, asynchronous); priced
     # by `workbench.costs.cost_per_query`
-    batch_share: float = 0.0
+    batch_share: float = number(0.0, ge=0, le=1, hint=(
+        "it is the share of requests sent through the batch API (0 = none, 1 = all)"))
 
     def __post_init__(self) -> None:
-        _positive("generation.max_tokens", self.max_tokens)
-        if not 0.0 <= self.batch_share <= 1.0:
-            raise ConfigError(
-                f"generation.batch_share={self.batch_share} must lie in [0, 1]: it is the share of "
-                "requests sent through the batch API (0 = none, 1 = all)"
-            )
-        _positive("generation.context_chunks", self.context_chunks)
-        _choice("generation.cache_ttl", self.cache_ttl, _literal_options(GenerationConfig, "cache_ttl"))
-        _choice(
-            "generation.extractive_scorer",
-            self.extractive_scorer,
-            _literal_options(GenerationConfig, "extractive_scorer"),
-        )
-        if self.max_retries < 0:
-            raise ConfigError(f"generation.max_retries={self.max_retries} must be >= 0")
-        _positive("generation.timeout_s", self.timeout_s)
-        _positive("generation.extractive_sentences", self.extractive_sentences)
-        _positive("generation.local_n_ctx", self.local_n_ctx)
-        if self.local_threads < 0:
-            raise ConfigError(f"generation.local_threads={self.local_threads} must be >= 0 (0 = all cores)")
-        if not 0 <= self.backoff_base_s <= self.backoff_max_s:
+        _check(self, "generation")
+        if not self.model.strip():
+            raise ConfigError("generation.model is empty; name a model from the price table")
+        if not self.backoff_base_s <= self.backoff_max_s:
             raise ConfigError(
                 f"generation.backoff_base_s={self.backoff_base_s} must be >= 0 and <= "
                 f"generation.backoff_max_s={self.backoff_max_s}"
             )
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"generation.base_url={self.base_url!r} must start with http:// or https://, "
+                f"generation.base_url={shorten(self.base_url)} must start with http:// or https://, "
                 "or be empty for the default endpoint"
             )
 
@@ -314,14 +266,12 @@ class GenerationConfig:
 class EvaluationConfig:
     """Cut-offs for the metrics the experiment runner reports."""
 
-    k: int = 10
-    recall_k: int = 100
-    span_k: int = 5
+    k: int = number(10, gt=0, le=1_000_000)
+    recall_k: int = number(100, gt=0, le=1_000_000)
+    span_k: int = number(5, gt=0, le=1_000_000)
 
     def __post_init__(self) -> None:
-        _positive("evaluation.k", self.k)
-        _positive("evaluation.recall_k", self.recall_k)
-        _positive("evaluation.span_k", self.span_k)
+        _check(self, "evaluation")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -336,7 +286,7 @@ class ResponseCacheConfig:
     path: str = ""
 
     def __post_init__(self) -> None:
-        _choice("response_cache.mode", self.mode, _literal_options(ResponseCacheConfig, "mode"))
+        _check(self, "response_cache")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(
                 f"response_cache.threshold={self.threshold} must lie in [0, 1] (a cosine similarity); "
@@ -360,7 +310,7 @@ class BudgetConfig:
     history_overflow: Literal["truncate", "summarise"] = "truncate"
 
     def __post_init__(self) -> None:
-        _choice("budget.history_overflow", self.history_overflow, _literal_options(BudgetConfig, "history_overflow"))
+        _check(self, "budget")
         for name in ("context_tokens", "history_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"budget.{name}={getattr(self, name)} must be >= 0 (0 = no limit)")
@@ -393,12 +343,14 @@ def from_dict(cls: type[T], data: typing.Mapping[str, Any], *, where: str = "") 
     """
     if not isinstance(data, typing.Mapping):
         raise ConfigError(f"{where or cls.__name__} must be a table, got {type(data).__name__}")
+    if cls is PipelineConfig:
+        data = _upgrade(data)
     hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {unknown} in {where or cls.__name__}; known keys are {sorted(known)}"
+            f"unknown key(s) {shorten(unknown)} in {where or cls.__name__}; known keys are {sorted(known)}"
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -414,23 +366,39 @@ def from_dict(cls: type[T], data: typing.Mapping[str, Any], *, where: str = "") 
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
+# Keys that moved: old dotted path -> the field that replaced it. Files using the old key still load.
+RENAMED: Mapping[str, str] = {"routing.model": "generation.model"}
+
+
+def _upgrade(data: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """Map renamed keys to their new place; refuse an old and a new key that disagree."""
+    data = {k: dict(v) if isinstance(v, typing.Mapping) else v for k, v in data.items()}
+    for old, new in RENAMED.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section, target = data.get(old_section), data.setdefault(new_section, {})
+        if not (isinstance(section, dict) and old_key in section and isinstance(target, dict)):
+            continue
+        value = section.pop(old_key)
+        if section.get("kind", "fixed") != "fixed":
+            continue  # only the fixed router read the old key
+        if target.get(new_key, value) != value:
+            raise ConfigError(
+                f"{old}={shorten(value)} and {new}={shorten(target[new_key])} disagree: {new} is now the one "
+                f"field naming the answering model; delete {old} and keep the model you mean in {new}"
+            )
+        target[new_key] = value
+    return data
+
+
 def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """TOML values into field types: lists into tuples, integers into floats (types are checked later)."""
     origin = typing.get_origin(hint)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path} must be a list, got {value!r}")
+            raise ConfigError(f"{path} must be a list, got {shorten(value)}")
         return tuple(value)
-    if origin is Literal:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        return value
-    expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}.get(hint)
-    if expected is not None:
-        if isinstance(value, bool) and hint is not bool:
-            raise ConfigError(f"{path} must be {hint.__name__}, got {value!r}")
-        if not isinstance(value, expected):
-            raise ConfigError(f"{path} must be {hint.__name__}, got {value!r}")
-        return float(value) if hint is float else value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value) if abs(value) < 2**1023 else value
     return value
 
 
@@ -451,6 +419,11 @@ def to_dict(config: Any) -> dict[str, Any]:
 # they hold this default, so a config that does not use them keeps the hash it always had.
 _HASHED_ONLY_WHEN_SET: Mapping[str, Any] = {
     "generation.batch_share": 0.0,
+    "retrieval.backend": "faiss",
+    "retrieval.backend_url": "",
+    "retrieval.ivf_lists": 0,
+    "retrieval.ivf_probes": 10,
+    "retrieval.index_path": "",
     "response_cache": dataclasses.asdict(ResponseCacheConfig()),
     "budget": dataclasses.asdict(BudgetConfig()),
 }
@@ -463,6 +436,7 @@ def config_hash(config: PipelineConfig) -> str:
     """
     data = to_dict(config)
     data.pop("name", None)
+    data["routing"]["model"] = data["generation"]["model"]  # hashed where it was before `RENAMED`
     for dotted, default in _HASHED_ONLY_WHEN_SET.items():
         section, _, key = dotted.partition(".")
         if not key:  # a whole section
@@ -482,13 +456,34 @@ def load_config(path: str | Path) -> PipelineConfig:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"config file {shorten(str(path))} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {shorten(str(path))} is a folder; name a .toml file") from None
+    return loads(data, source=str(path))
+
+
+def loads(data: bytes | str, *, source: str = "config.toml") -> PipelineConfig:
+    """A `PipelineConfig` from TOML bytes or text; `source` (its file name) names it in messages,
+    and its stem is the config's name unless the TOML sets one.
+
+    Raises:
+        ConfigError: not UTF-8, not TOML, unknown keys or bad values.
+    """
+    name = shorten(source)
+    try:
+        table = tomllib.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{name} is not a UTF-8 TOML file (byte {exc.start} is not UTF-8); save it as UTF-8 text"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    data.setdefault("name", path.stem)
-    return from_dict(PipelineConfig, data)
+        raise ConfigError(f"config file {name} is not valid TOML: {shorten(str(exc), 200)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {name} nests arrays or tables too deeply to be a config") from None
+    table.setdefault("name", Path(source).stem)
+    return from_dict(PipelineConfig, table)
 
 
 def dumps_config(config: PipelineConfig) -> str:
@@ -511,6 +506,8 @@ def replace_path(config: T, dotted: str, value: Any) -> T:
     Raises:
         ConfigError: the path names no field.
     """
+    if isinstance(config, PipelineConfig):
+        dotted = RENAMED.get(dotted, dotted)
     head, _, rest = dotted.partition(".")
     names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
     if head not in names:
@@ -523,3 +520,60 @@ def replace_path(config: T, dotted: str, value: Any) -> T:
         hint = _type_hints(type(config))[head]
         value = _coerce(hint, value, dotted)
     return dataclasses.replace(config, **{head: value})  # type: ignore[type-var]
+
+
+def replace_paths(config: T, changes: Mapping[str, Any]) -> T:
+    """A copy of `config` with every dotted field of `changes` set at once.
+
+    A stage's fields are set together, so fields checked against each other (chunking.size
+    and chunking.overlap) may change together where a step between them would be invalid.
+
+    Raises:
+        ConfigError: a path that names no field, or a bad value or combination.
+    """
+    by_stage: dict[str, dict[str, Any]] = {}
+    if isinstance(config, PipelineConfig):
+        changes = {RENAMED.get(k, k): v for k, v in changes.items()}
+    for dotted, value in changes.items():
+        head, _, rest = dotted.partition(".")
+        if rest and "." not in rest and dataclasses.is_dataclass(getattr(config, head, None)):
+            by_stage.setdefault(head, {})[rest] = value
+        else:  # a top-level field, deeper nesting or no such field: one at a time
+            config = replace_path(config, dotted, value)
+    for head, fields in by_stage.items():
+        stage = getattr(config, head)
+        config = dataclasses.replace(config, **{head: from_dict(type(stage), {**to_dict(stage), **fields}, where=head)})
+    return config
+
+
+def _field(path: str) -> tuple[type, str]:
+    section, _, name = path.partition(".")
+    hints = _type_hints(PipelineConfig)
+    cls = hints.get(section)
+    if not (dataclasses.is_dataclass(cls) and name in _type_hints(cls)):  # type: ignore[arg-type]
+        raise ConfigError(f"no config field {shorten(path)}; write it as section.field, e.g. 'retrieval.kind'")
+    return cls, name  # type: ignore[return-value]
+
+
+def choices(path: str) -> tuple[str, ...] | None:
+    """The values field `path` (e.g. "retrieval.kind") accepts, sorted: the stage registry's kinds
+    or the Literal's options; None for a free field (a number, a model name...).
+
+    Raises:
+        ConfigError: `path` names no config field.
+    """
+    cls, name = _field(path)
+    if path in REGISTRIES:
+        return REGISTRIES[path].choices()
+    hint = _type_hints(cls)[name]
+    return tuple(sorted(typing.get_args(hint))) if typing.get_origin(hint) is Literal else None
+
+
+def field_bounds(path: str) -> Bounds | None:
+    """The valid range of numeric field `path` (e.g. "retrieval.bm25_b"); None for other fields.
+
+    Raises:
+        ConfigError: `path` names no config field.
+    """
+    cls, name = _field(path)
+    return bounds_of(cls, name) if _type_hints(cls)[name] in (int, float) else None

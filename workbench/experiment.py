@@ -21,6 +21,7 @@ from . import tracing
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
+from .resources import Resources
 from .results import ExperimentResult, QueryRow, Response
 from .types import Answer, Chunk, Hit, Span
 
@@ -67,7 +68,7 @@ class Pipeline:
             t0 = time.perf_counter()
             depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
             span = tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth)
-            hits = self.retriever.retrieve(query, depth, where)
+            hits = self.retriever.retrieve_many([query], depth, where)[0]
             span.end(hits=hits)  # a stage that raises ends, failed, with its request
             timings = {"retrieve": time.perf_counter() - t0}
             if self.reranker is not None and hits:
@@ -89,7 +90,12 @@ class Pipeline:
 
         if self.config.routing.kind == "cascade":
             return None
-        return make_router(self.config.routing, embedder=self.embedder, retriever=self.retriever)
+        return make_router(self.config.routing, self.resources)
+
+    @functools.cached_property
+    def resources(self) -> Resources:
+        """What this pipeline's stages share: its embedder, chunks, retriever and answering model."""
+        return Resources.for_config(self.config, embedder=self.embedder, chunks=self.chunks, retriever=self.retriever)
 
     @functools.cached_property
     def _generators(self) -> dict[str, Generator]:
@@ -100,7 +106,8 @@ class Pipeline:
         from .generation import make_generator
 
         if model not in self._generators:
-            self._generators[model] = make_generator(self.config.generation, model=model)
+            config = dataclasses.replace(self.config.generation, model=model)
+            self._generators[model] = make_generator(config, self.resources)
         return self._generators[model]
 
     def answer(
@@ -223,12 +230,10 @@ def build_pipeline(
         embedder = load_embedder(config.embedding)
     fp = dataset.fingerprint()
 
+    resources = Resources.for_config(config, embedder=embedder)
+
     def chunk_all() -> tuple[Chunk, ...]:
-        chunker = make_chunker(
-            config.chunking,
-            embedding_model=config.embedding.model,
-            embed=(lambda texts: embedder.embed(texts)) if embedder is not None else None,
-        )
+        chunker = make_chunker(config.chunking, resources)
         return tuple(c for doc in dataset.documents for c in chunker.chunk(doc))
 
     chunk_key = (fp, config.chunking, config.embedding.model)
@@ -240,7 +245,7 @@ def build_pipeline(
         return build_retriever(config.retrieval, chunks, embedder if config.retrieval.kind != "bm25" else None)
 
     retriever, index_s, _ = _remember(_index_cache, index_key, index)
-    reranker = make_reranker(config.reranking, embedder=embedder)
+    reranker = make_reranker(config.reranking, resources)
     return Pipeline(
         config=config,
         chunks=chunks,

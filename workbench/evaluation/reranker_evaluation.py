@@ -98,9 +98,7 @@ def retrieve_candidates(
     if unknown:
         raise ValueError(f"unknown query ids {unknown[:5]}; pick ids from dataset.queries")
     t0 = time.perf_counter()
-    many = getattr(pipeline.retriever, "retrieve_many", None)
-    texts = [dataset.queries[q] for q in qids]
-    ranked = many(texts, depth) if many else [pipeline.retriever.retrieve(t, depth) for t in texts]
+    ranked = pipeline.retriever.retrieve_many([dataset.queries[q] for q in qids], depth)
     ms = 1000 * (time.perf_counter() - t0) / max(len(qids), 1)
     unit: Literal["document", "chunk"] = "chunk" if dataset.spans else "document"
     if unit == "chunk":
@@ -218,8 +216,8 @@ def evaluate_reranker(
     nDCG@k, precision@k and recall@k are computed per query; wins and losses count queries
     whose nDCG@k rose or fell; significance is a paired randomisation test over queries. The
     time is the reranker's wall time per query (one untimed call first loads models); a
-    reranker with a `prepare(query)` method does its query-only work there once per query, and
-    that time is added to each depth's.
+    reranker's `prepare(query)` does its query-only work once per query, and that time is added
+    to each depth's.
 
     Args:
         reranker: what to evaluate.
@@ -261,7 +259,6 @@ def evaluate_reranker(
     if first:
         reranker.rerank(candidates.queries[qids[0]], first[: min(depths)], k)  # loads models, untimed
     by_depth: dict[int, list[RerankRow]] = {n: [] for n in depths}
-    prepare = getattr(reranker, "prepare", None)
     for qid in qids:
         rel = candidates.relevance.get(qid, {})
         hits = candidates.hits[qid]
@@ -269,8 +266,8 @@ def evaluate_reranker(
         before = _ranked_ids(hits[:k], unit)
         # Query-only work (MaxSim's query encoding) is done once and charged to every depth.
         t0 = time.perf_counter()
-        if prepare is not None and hits:
-            prepare(query)
+        if hits:
+            reranker.prepare(query)
         prepare_ms = 1000 * (time.perf_counter() - t0)
         for n in depths:
             t0 = time.perf_counter()

@@ -184,6 +184,9 @@ class _StoredScores:
         self.by_query = {candidates.queries[q]: s for q, s in scores.items()}
         self.weight = weight
 
+    def prepare(self, query: str) -> None:
+        """No query-only work: the scores are stored."""
+
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """The best min(k, len(hits)) hits by the stored scores fused with the input order."""
         return _top_k(hits, self.by_query[query][: len(hits)].tolist(), k, self.weight)

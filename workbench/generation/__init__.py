@@ -12,10 +12,12 @@ generator), `offline` (extractive and local llama-cpp generators), `judge` (LLM-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from typing import TYPE_CHECKING
 
 from ..config import GenerationConfig
+from ..registry import REGISTRIES, Registry
+from ..resources import Resources
 from .base import (
     NO_CONTEXT,
     SYSTEM_PROMPT,
@@ -61,30 +63,28 @@ __all__ = [
     "backoff_delay",
 ]
 
-GENERATORS: dict[str, Callable[..., Generator]] = {
-    "extractive": ExtractiveGenerator.from_config,
-    "local": LocalGenerator.from_config,
-    "anthropic": AnthropicGenerator.from_config,
-}
+GENERATORS: Registry = REGISTRIES["generation.kind"]  # name -> generator class (see workbench.registry)
 
 
 def make_generator(
-    config: GenerationConfig, *, model: str | None = None, embedder: Embedder | None = None
+    config: GenerationConfig, resources: Resources | None = None, *, embedder: Embedder | None = None
 ) -> Generator:
-    """The generator `config.kind` names.
+    """The generator `config.kind` names, `GENERATORS[kind].from_config(config, resources)`.
 
     Args:
-        config: the generation config.
-        model: overrides `config.model` (e.g. a router's choice).
-        embedder: the pipeline's embedder, reused by the extractive generator's scorer.
+        config: the generation config; `config.model` answers (a router's choice replaces it:
+            `dataclasses.replace(config, model=...)`).
+        resources: the pipeline's shared resources (price table, embedder).
+        embedder: the pipeline's embedder, reused by the extractive generator's scorer;
+            replaces `resources.embedder` when given.
 
     Raises:
         ValueError: an unknown kind (the message lists every known one).
         MissingAPIKeyError: kind "anthropic" without a key.
         ImportError: kind "local" without the `local` extra.
     """
-    try:
-        factory = GENERATORS[config.kind]
-    except KeyError:
-        raise ValueError(f"unknown generator {config.kind!r}; choose one of {sorted(GENERATORS)}") from None
-    return factory(config, model=model, embedder=embedder)
+    GENERATORS.check(config.kind, "generator")
+    resources = resources or Resources()
+    if embedder is not None:
+        resources = dataclasses.replace(resources, embedder=embedder)
+    return GENERATORS[config.kind].from_config(config, resources)

@@ -27,7 +27,7 @@ from .base import GenerationError, MissingAPIKeyError, Prompt, build_prompt, par
 if TYPE_CHECKING:
     import anthropic
 
-    from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["anthropic_client", "CallRecord", "AnthropicGenerator", "backoff_delay", "RETRY_SEPARATOR"]
 
@@ -219,10 +219,10 @@ class AnthropicGenerator:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: GenerationConfig, *, model: str | None = None,
-                    embedder: Embedder | None = None) -> AnthropicGenerator:
-        """Build from config with the key from `$ANTHROPIC_API_KEY` (`embedder` is unused)."""
-        return cls(config, model=model)
+    def from_config(cls, config: GenerationConfig, resources: Resources) -> AnthropicGenerator:
+        """`config.model` (then `fallback_models`), priced from `resources.prices`, with the key
+        from `$ANTHROPIC_API_KEY`."""
+        return cls(config, prices=resources.prices)
 
     def __repr__(self) -> str:
         return f"AnthropicGenerator(models={self.models!r})"

@@ -19,6 +19,7 @@ from .base import NO_CONTEXT, build_prompt, completion_prompt, parse_citations
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["ExtractiveGenerator", "LocalGenerator", "gemma_path"]
 
@@ -76,10 +77,10 @@ class ExtractiveGenerator:
         self._embedder = embedder
 
     @classmethod
-    def from_config(cls, config: GenerationConfig, *, model: str | None = None,
-                    embedder: Embedder | None = None) -> ExtractiveGenerator:
-        """Build from `generation.extractive_sentences` and `extractive_scorer` (`model` is unused)."""
-        return cls(sentences=config.extractive_sentences, scorer=config.extractive_scorer, embedder=embedder)
+    def from_config(cls, config: GenerationConfig, resources: Resources) -> ExtractiveGenerator:
+        """Build from `generation.extractive_sentences` and `extractive_scorer`, scoring with
+        `resources.embedder` (None: the default embedder, loaded on first use)."""
+        return cls(sentences=config.extractive_sentences, scorer=config.extractive_scorer, embedder=resources.embedder)
 
     def _scores(self, query: str, sentences: Sequence[str]) -> list[float]:
         if self.scorer == "lexical":
@@ -184,10 +185,9 @@ class LocalGenerator:
         self.model_id = os.path.basename(self.model_path)
 
     @classmethod
-    def from_config(cls, config: GenerationConfig, *, model: str | None = None,
-                    embedder: Embedder | None = None) -> LocalGenerator:
-        """Build from config; `model` is a path to another GGUF file ("" or None: Gemma)."""
-        return cls(config, model_path=model if model and model.endswith(".gguf") else None)
+    def from_config(cls, config: GenerationConfig, resources: Resources) -> LocalGenerator:
+        """Build from config; a `config.model` ending in .gguf is another GGUF file (else Gemma)."""
+        return cls(config, model_path=config.model if config.model.endswith(".gguf") else None)
 
     def _fit(self, query: str, context: Sequence[Hit]) -> tuple[str, int, int]:
         """The prompt with as many passages as fit, how many, and its length in tokens."""

@@ -1,7 +1,8 @@
 """Second-stage reranking: retrieve N candidates, rerank to the best k, and measure whether it pays.
 
-Rerankers share one contract, `rerank(query, hits, k) -> hits`, and are built from a
-`RerankingConfig` by name through `RERANKERS`. Measuring and fine-tuning them sits above the
+Rerankers share one contract, `rerank(query, hits, k) -> hits` (with `prepare(query)` for
+query-only work), and are built by name through the `RERANKERS` registry,
+`Kind.from_config(config, resources)`. Measuring and fine-tuning them sits above the
 runner, in `workbench.evaluation` (`evaluate_reranker`, `train_reranker`).
 
 Modules: `base` (the protocol), `cross_encoder`, `maxsim`, `mmr`, `llm` (one reranker each).
@@ -9,11 +10,12 @@ Modules: `base` (the protocol), `cross_encoder`, `maxsim`, `mmr`, `llm` (one rer
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import dataclasses
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError, RerankingConfig
+from ..config import RerankingConfig
+from ..registry import REGISTRIES, Registry
+from ..resources import Resources
 from .base import Reranker
 from .cross_encoder import CrossEncoderReranker
 from .llm import LLMReranker
@@ -33,21 +35,19 @@ __all__ = [
     "LLMReranker",
 ]
 
-RERANKERS: dict[str, Callable[[RerankingConfig, Embedder | None], Reranker]] = {
-    "cross-encoder": CrossEncoderReranker.from_config,
-    "trained": CrossEncoderReranker.from_config,
-    "maxsim": MaxSimReranker.from_config,
-    "mmr": MMRReranker.from_config,
-    "llm": LLMReranker.from_config,
-}
+RERANKERS: Registry = REGISTRIES["reranking.kind"]  # name -> reranker class; "none" builds none
 
 
-def make_reranker(config: RerankingConfig, *, embedder: Embedder | None = None) -> Reranker | None:
-    """Build the reranker `config.kind` names; None for "none".
+def make_reranker(
+    config: RerankingConfig, resources: Resources | None = None, *, embedder: Embedder | None = None
+) -> Reranker | None:
+    """Build the reranker `config.kind` names, `RERANKERS[kind].from_config(config, resources)`; None for "none".
 
     Args:
         config: the reranking stage's config.
-        embedder: the pipeline's embedder, used by "maxsim" and "mmr" (default: the packaged MiniLM).
+        resources: the pipeline's shared resources (default: none given).
+        embedder: the pipeline's embedder, used by "maxsim" and "mmr" (default: the packaged MiniLM);
+            replaces `resources.embedder` when given.
 
     Returns:
         A `Reranker`, or None when `config.kind` is "none".
@@ -57,13 +57,10 @@ def make_reranker(config: RerankingConfig, *, embedder: Embedder | None = None) 
             or a "trained" kind without a model folder.
         ImportError: "llm" without the `local` extra.
     """
+    RERANKERS.check(config.kind, "reranking.kind")
     if config.kind == "none":
         return None
-    if config.kind not in RERANKERS:
-        raise ConfigError(f"unknown reranking.kind {config.kind!r}; choose one of {sorted([*RERANKERS, 'none'])}")
-    if config.kind == "trained" and not (config.model and Path(config.model).expanduser().is_dir()):
-        raise ConfigError(
-            f"reranking.kind='trained' needs reranking.model to be the folder train_reranker wrote, "
-            f"got {config.model!r}; run workbench.evaluation.train_reranker(dataset, folder) first"
-        )
-    return RERANKERS[config.kind](config, embedder)
+    resources = resources or Resources()
+    if embedder is not None:
+        resources = dataclasses.replace(resources, embedder=embedder)
+    return RERANKERS[config.kind].from_config(config, resources)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..types import Hit
 
-if TYPE_CHECKING:
-    from ..embedding import Embedder
 
 __all__ = ["Reranker"]
 
@@ -17,11 +15,15 @@ _RRF_K = 60
 
 
 class Reranker(Protocol):
-    """Reorders first-stage hits for a query.
+    """Reorders first-stage hits for a query; built by `Kind.from_config(config, resources)`.
 
-    A reranker may also define `prepare(query)`, its query-only work (e.g. encoding the query);
-    `evaluate_reranker` then calls it once per query before reranking at each depth.
+    `prepare(query)` does the query-only work (e.g. encoding the query; a no-op for most), so
+    `evaluate_reranker` can pay it once per query before reranking at each depth.
     """
+
+    def prepare(self, query: str) -> None:
+        """Do (and keep) the work that depends only on `query`."""
+        ...
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """The best min(k, len(hits)) of `hits`, as new `Hit`s with new scores and ranks 1..k."""
@@ -50,10 +52,4 @@ def _top_k(hits: Sequence[Hit], scores: Sequence[float], k: int, input_weight: f
         scores = fused
         order = sorted(range(len(hits)), key=lambda i: -fused[i])
     return [Hit(chunk=hits[i].chunk, score=float(scores[i]), rank=r + 1) for r, i in enumerate(order[:k])]
-
-
-def _default_embedder() -> Embedder:
-    from ..embedding import load_embedder
-
-    return load_embedder()
 

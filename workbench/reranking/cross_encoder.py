@@ -14,10 +14,11 @@ import numpy as np
 
 from ..config import ConfigError, RerankingConfig
 from ..types import Hit
+from ..validation import shorten
 from .base import _check_k, _top_k
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["CrossEncoderReranker", "TRUNCATION_WARN_SHARE", "forget_cross_encoder"]
 
@@ -106,8 +107,17 @@ class CrossEncoderReranker:
         self._warned = False
 
     @classmethod
-    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> CrossEncoderReranker:
-        """Build from `config.model`, `max_length`, `batch_size`, `device` and `input_weight`."""
+    def from_config(cls, config: RerankingConfig, resources: Resources) -> CrossEncoderReranker:
+        """Build from `config.model`, `max_length`, `batch_size`, `device` and `input_weight`.
+
+        Raises:
+            ConfigError: kind "trained" whose `model` is not the folder `train_reranker` wrote.
+        """
+        if config.kind == "trained" and not (config.model and Path(config.model).expanduser().is_dir()):
+            raise ConfigError(
+                f"reranking.kind='trained' needs reranking.model to be the folder train_reranker wrote, "
+                f"got {shorten(config.model)}; run workbench.evaluation.train_reranker(dataset, folder) first"
+            )
         return cls(
             config.model, max_length=config.max_length, batch_size=config.batch_size,
             device=config.device, input_weight=config.input_weight,
@@ -147,6 +157,9 @@ class CrossEncoderReranker:
                 "(up to the model's limit) or use smaller chunks",
                 stacklevel=3,
             )
+
+    def prepare(self, query: str) -> None:
+        """No query-only work: a cross-encoder reads the query with each passage."""
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """The best min(k, len(hits)) hits by cross-encoder score."""

@@ -16,7 +16,7 @@ from ..types import Hit
 from .base import _check_k, _top_k
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["LLMReranker"]
 
@@ -59,9 +59,12 @@ class LLMReranker:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> LLMReranker:
+    def from_config(cls, config: RerankingConfig, resources: Resources) -> LLMReranker:
         """Build from `config.model` (a .gguf path; empty: the packaged Gemma), `max_length`, `input_weight`."""
         return cls(config.model, max_length=config.max_length, input_weight=config.input_weight)
+
+    def prepare(self, query: str) -> None:
+        """No query-only work: the model reads the query with each passage."""
 
     def _model(self) -> Any:
         if self._llm is None:

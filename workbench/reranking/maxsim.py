@@ -12,10 +12,11 @@ import numpy as np
 
 from ..config import RerankingConfig
 from ..types import Hit
-from .base import _check_k, _default_embedder, _top_k
+from .base import _check_k, _top_k
 
 if TYPE_CHECKING:
     from ..embedding import Embedder, VectorCache
+    from ..resources import Resources
 
 __all__ = ["MaxSimReranker"]
 
@@ -71,10 +72,11 @@ class MaxSimReranker:
         self._prepared: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
-    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> MaxSimReranker:
-        """Build from `config.maxsim_query_tokens`, `maxsim_idf`, `max_length`, `batch_size`, `input_weight`."""
+    def from_config(cls, config: RerankingConfig, resources: Resources) -> MaxSimReranker:
+        """Build from `config.maxsim_query_tokens`, `maxsim_idf`, `max_length`, `batch_size`, `input_weight`,
+        over the token embeddings of `resources.load_embedder()`."""
         return cls(
-            embedder or _default_embedder(), query_tokens=config.maxsim_query_tokens,
+            resources.load_embedder(), query_tokens=config.maxsim_query_tokens,
             idf=config.maxsim_idf, max_length=config.max_length, batch_size=config.batch_size,
             input_weight=config.input_weight,
         )

@@ -9,10 +9,11 @@ import numpy as np
 
 from ..config import ConfigError, RerankingConfig
 from ..types import Hit
-from .base import _check_k, _default_embedder
+from .base import _check_k
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["MMRReranker"]
 
@@ -34,9 +35,12 @@ class MMRReranker:
         self.lam = lam
 
     @classmethod
-    def from_config(cls, config: RerankingConfig, embedder: Embedder | None = None) -> MMRReranker:
-        """Build from `config.mmr_lambda`."""
-        return cls(embedder or _default_embedder(), lam=config.mmr_lambda)
+    def from_config(cls, config: RerankingConfig, resources: Resources) -> MMRReranker:
+        """Build from `config.mmr_lambda` over `resources.load_embedder()`."""
+        return cls(resources.load_embedder(), lam=config.mmr_lambda)
+
+    def prepare(self, query: str) -> None:
+        """No query-only work: MMR embeds the query with its candidates."""
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         """Pick min(k, len(hits)) hits greedily by marginal relevance; scores are the MMR values."""

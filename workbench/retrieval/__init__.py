@@ -1,16 +1,21 @@
 """First-stage retrieval: BM25 over a sparse score matrix, dense FAISS indexes, hybrid fusion.
 
-Every retriever answers `retrieve(query, k, where)` with `Hit`s ranked best first, and
-`retrieve_many(queries, k, where)` for a batch. A metadata filter (`where`) is applied before
-the top-k cut, so a filtered query still gets k hits whenever k matching chunks exist.
+Every retriever answers `retrieve_many(queries, k, where)` (the `Retriever` protocol) with
+`Hit`s ranked best first, and `retrieve(query, k, where)` for one query; each is built by
+`Kind.from_config(config, resources)` from the `RETRIEVERS` registry. A metadata filter
+(`where`) is applied before the top-k cut, so a filtered query still gets k hits whenever k
+matching chunks exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import RetrievalConfig
+from ..registry import REGISTRIES, Registry
+from ..resources import Resources
 from ..types import Chunk
 from .base import OPERATORS, Filter, Retriever, check_chunks, compile_filter, filter_mask, top_k
 from .bm25 import ENGLISH_STOPWORDS, STOPWORD_LISTS, TOKEN_PATTERN, BM25Retriever, Bm25Index, Bm25Tokenizer
@@ -43,33 +48,30 @@ __all__ = [
 ]
 
 
-RetrieverFactory = Callable[[RetrievalConfig, Sequence[Chunk], "Embedder | None"], Retriever]
-
-RETRIEVERS: dict[str, RetrieverFactory] = {
-    "bm25": BM25Retriever.from_config,
-    "dense": DenseRetriever.from_config,
-    "hybrid": HybridRetriever.from_config,
-}
+RETRIEVERS: Registry = REGISTRIES["retrieval.kind"]  # name -> retriever class (see workbench.registry)
 
 
-def build_retriever(config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None) -> Retriever:
-    """Build the retriever `config.kind` names over `chunks`.
+def build_retriever(
+    config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None, *,
+    resources: Resources | None = None,
+) -> Retriever:
+    """Build the retriever `config.kind` names: `RETRIEVERS[kind].from_config(config, resources)`.
 
     Args:
         config: the retrieval settings.
         chunks: what to index (ids unique).
         embedder: required for "dense" and "hybrid".
+        resources: the pipeline's shared resources (their chunks and embedder are replaced by
+            the two arguments above).
 
     Returns:
-        A `Retriever` (each of ours also has `retrieve_many`).
+        A `Retriever`.
 
     Raises:
         ValueError: an unknown kind (the message lists the known ones), no chunks, duplicate
             chunk ids, or a missing embedder.
     """
-    try:
-        factory = RETRIEVERS[config.kind]
-    except KeyError:
-        raise ValueError(f"unknown retriever {config.kind!r}; choose one of {sorted(RETRIEVERS)}") from None
+    RETRIEVERS.check(config.kind, "retriever")
     check_chunks(chunks)
-    return factory(config, chunks, embedder)
+    resources = dataclasses.replace(resources or Resources(), chunks=chunks, embedder=embedder)
+    return RETRIEVERS[config.kind].from_config(config, resources)

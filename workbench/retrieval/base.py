@@ -18,9 +18,15 @@ Filter = Mapping[str, Any]
 
 
 class Retriever(Protocol):
-    """Finds the k chunks that best answer a query, optionally among those matching a filter."""
+    """Finds the k chunks that best answer each query, optionally among those matching a filter.
 
-    def retrieve(self, query: str, k: int, where: Filter | None = None) -> list[Hit]: ...
+    Built by `Kind.from_config(config: RetrievalConfig, resources: Resources)` over
+    `resources.chunks`. Each of ours also has `retrieve(query, k, where)`, the same for one query.
+    """
+
+    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
+        """For each query, its k best hits (fewer when fewer chunks pass `where`), ranked 1..k."""
+        ...
 
 
 # --------------------------------------------------------------------------------- filters

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -12,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import ConfigError, RetrievalConfig
+from ..validation import REGEX_TIMEOUT_S, check_token_pattern, shorten
 from ..types import Chunk, Hit
 from .base import Filter, check_chunks, check_k, filter_mask, ranked_hits, top_k
 
 if TYPE_CHECKING:
-    from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["ENGLISH_STOPWORDS", "STOPWORD_LISTS", "TOKEN_PATTERN", "Bm25Tokenizer", "Bm25Index", "BM25Retriever"]
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # a term is a run of word characters
+# Seconds one text may take to tokenise (the `regex` module's timeout): a pattern that backtracks
+# on some text fails with a message instead of hanging the run. Far above a megabyte's ~0.02 s.
+TOKENIZE_TIMEOUT_S = max(REGEX_TIMEOUT_S, 2.0)
 
 # scikit-learn's English stop words (318 words, from the Glasgow IR group's list). With this list,
 # TOKEN_PATTERN, lowercasing and documents as title + " " + text, BM25 on Cranfield gives nDCG@10
@@ -72,10 +75,10 @@ class Bm25Tokenizer:
     _find: Callable[[str], list[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "_find", re.compile(self.token_pattern).findall)
-        except re.error as exc:
-            raise ConfigError(f"token pattern {self.token_pattern!r} is not a valid regex: {exc}") from None
+        import regex
+
+        check_token_pattern(self.token_pattern, "token pattern")
+        object.__setattr__(self, "_find", regex.compile(self.token_pattern).findall)
         if self.stemmer is not None:
             try:
                 _stemmer(self.stemmer)
@@ -93,8 +96,18 @@ class Bm25Tokenizer:
         )
 
     def __call__(self, text: str) -> list[str]:
-        """The terms of `text`, in order, repeats kept."""
-        words = self._find(text.lower() if self.lowercase else text)
+        """The terms of `text`, in order, repeats kept.
+
+        Raises:
+            ConfigError: the token pattern took over `TOKENIZE_TIMEOUT_S` on this text.
+        """
+        try:
+            words = self._find(text.lower() if self.lowercase else text, timeout=TOKENIZE_TIMEOUT_S)
+        except TimeoutError:
+            raise ConfigError(
+                f"token pattern {shorten(self.token_pattern)} took over {TOKENIZE_TIMEOUT_S} s on a "
+                f"{len(text):,}-character text (catastrophic backtracking); simplify retrieval.token_pattern"
+            ) from None
         if self.stopwords:
             words = [w for w in words if w not in self.stopwords]
         if self.stemmer is not None:
@@ -193,9 +206,9 @@ class BM25Retriever:
         self.index = Bm25Index([self.tokenizer(c.text) for c in self.chunks], k1=k1, b=b, epsilon=epsilon)
 
     @classmethod
-    def from_config(cls, config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None) -> BM25Retriever:
-        """A BM25 retriever with the tokenizer and parameters of `config` (`embedder` is unused)."""
-        return cls(chunks, tokenizer=Bm25Tokenizer.from_config(config),
+    def from_config(cls, config: RetrievalConfig, resources: Resources) -> BM25Retriever:
+        """A BM25 retriever over `resources.chunks` with the tokenizer and parameters of `config`."""
+        return cls(resources.chunks, tokenizer=Bm25Tokenizer.from_config(config),
                    k1=config.bm25_k1, b=config.bm25_b, epsilon=config.bm25_epsilon)
 
     def retrieve(self, query: str, k: int, where: Filter | None = None) -> list[Hit]:

@@ -13,6 +13,7 @@ from .dense import DenseRetriever
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
+    from ..resources import Resources
 
 __all__ = ["reciprocal_rank_fusion", "weighted_score_fusion", "FUSIONS", "HybridRetriever"]
 
@@ -102,14 +103,14 @@ class HybridRetriever:
         self._fuse = FUSIONS[config.fusion]
 
     @classmethod
-    def from_config(cls, config: RetrievalConfig, chunks: Sequence[Chunk], embedder: Embedder | None = None) -> HybridRetriever:
-        """Build both sides over `chunks`.
+    def from_config(cls, config: RetrievalConfig, resources: Resources) -> HybridRetriever:
+        """Build both sides over `resources.chunks`.
 
         Raises:
-            ValueError: `embedder` is None, or no chunks.
+            ValueError: `resources.embedder` is None, or no chunks.
         """
-        dense = DenseRetriever.from_config(config, chunks, embedder)
-        return cls(dense, BM25Retriever.from_config(config, chunks), config)
+        dense = DenseRetriever.from_config(config, resources)
+        return cls(dense, BM25Retriever.from_config(config, resources), config)
 
     def retrieve(self, query: str, k: int, where: Filter | None = None) -> list[Hit]:
         """The k best fused chunks for `query` among those passing `where`.

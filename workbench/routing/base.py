@@ -39,7 +39,7 @@ def check_models(models: Sequence[str], prices: Mapping[str, ModelPrice] | None 
     if missing:
         raise RoutingError(
             f"model(s) {missing} are not in the price table; known models are {sorted(prices)}. "
-            "Fix routing.tiers / routing.model, or add the model to a copy of data/prices.toml "
+            "Fix routing.tiers / generation.model, or add the model to a copy of data/prices.toml "
             "and point WORKBENCH_PRICES at it"
         )
 

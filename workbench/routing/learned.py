@@ -19,6 +19,7 @@ from .labels import LabelledSet
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
+    from ..resources import Resources
     from ..retrieval import Retriever
 
 __all__ = [
@@ -30,6 +31,21 @@ __all__ = [
 ]
 
 _FORMAT = 1  # version of the saved-router file layout
+
+
+def _need_path(config: RoutingConfig, cls: str) -> str:
+    if not config.path:
+        raise RoutingError(
+            f"routing.kind={config.kind!r} needs routing.path, a router saved with "
+            f"{cls}.untrained(config, resources).fit(load_labels(...)).save(path)"
+        )
+    return config.path
+
+
+def _need_retriever(resources: Resources) -> Retriever:
+    if resources.retriever is None:
+        raise RoutingError("routing.kind='retrieval' needs a retriever: make_router(config, retriever=...)")
+    return resources.retriever
 
 
 @dataclass
@@ -221,10 +237,20 @@ class LearnedRouter(_FittedRouter):
         self.embedder = embedder
 
     @classmethod
-    def from_config(cls, config: RoutingConfig, embedder: Embedder) -> LearnedRouter:
-        """An untrained router with the config's tiers, classifier, knn_k and threshold."""
-        return cls(tiers=config.tiers, embedder=embedder, classifier=config.classifier,
+    def untrained(cls, config: RoutingConfig, resources: Resources) -> LearnedRouter:
+        """A router to `fit`, with the config's tiers, classifier, knn_k and threshold."""
+        return cls(tiers=config.tiers, embedder=resources.load_embedder(), classifier=config.classifier,
                    knn_k=config.knn_k, threshold=config.threshold)
+
+    @classmethod
+    def from_config(cls, config: RoutingConfig, resources: Resources) -> LearnedRouter:
+        """The router saved at `routing.path`, over `resources.load_embedder()`.
+
+        Raises:
+            RoutingError: no `routing.path`, or a saved router that does not match (see `load`).
+        """
+        return cls.load(_need_path(config, cls.__name__), tiers=config.tiers, embedder=resources.load_embedder(),
+                        threshold=config.threshold)
 
     def features(self, queries: Sequence[str]) -> np.ndarray:
         """The queries' embeddings (through the embedding cache)."""
@@ -307,16 +333,28 @@ class RetrievalRouter(_FittedRouter):
         self.place_gap_chars = place_gap_chars
 
     @classmethod
-    def from_config(cls, config: RoutingConfig, retriever: Retriever) -> RetrievalRouter:
-        """An untrained router with the config's tiers, retrieval_k, place_gap_chars, classifier and threshold."""
-        return cls(tiers=config.tiers, retriever=retriever, k=config.retrieval_k,
+    def untrained(cls, config: RoutingConfig, resources: Resources) -> RetrievalRouter:
+        """A router to `fit` over `resources.retriever`, with the config's tiers, retrieval_k,
+        place_gap_chars, classifier and threshold."""
+        return cls(tiers=config.tiers, retriever=_need_retriever(resources), k=config.retrieval_k,
                    place_gap_chars=config.place_gap_chars, classifier=config.classifier,
                    knn_k=config.knn_k, threshold=config.threshold)
+
+    @classmethod
+    def from_config(cls, config: RoutingConfig, resources: Resources) -> RetrievalRouter:
+        """The router saved at `routing.path`, over `resources.retriever`.
+
+        Raises:
+            RoutingError: no retriever, no `routing.path`, or a saved router that does not match.
+        """
+        retriever = _need_retriever(resources)
+        return cls.load(_need_path(config, cls.__name__), tiers=config.tiers, retriever=retriever,
+                        k=config.retrieval_k, place_gap_chars=config.place_gap_chars, threshold=config.threshold)
 
     def features(self, queries: Sequence[str]) -> np.ndarray:
         """One row of `RETRIEVAL_FEATURES` per query."""
         return np.array(
-            [retrieval_features(self.retriever.retrieve(q, self.k), self.place_gap_chars) for q in queries],
+            [retrieval_features(hits, self.place_gap_chars) for hits in self.retriever.retrieve_many(queries, self.k)],
             dtype=float,
         ).reshape(len(queries), len(RETRIEVAL_FEATURES))
 

@@ -6,11 +6,16 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Answer
-from .base import choose_tiers
+from .base import RoutingError, choose_tiers
+
+if TYPE_CHECKING:
+    from ..config import RoutingConfig
+    from ..resources import Resources
 
 __all__ = [
     "FixedRouter",
@@ -35,6 +40,11 @@ class FixedRouter:
     """Always the same model."""
 
     model: str
+
+    @classmethod
+    def from_config(cls, config: RoutingConfig, resources: Resources) -> FixedRouter:
+        """Always `resources.model`, the answering model (`generation.model`)."""
+        return cls(model=resources.model)
 
     def route(self, query: str) -> str:
         """`model`, whatever the query."""
@@ -105,6 +115,19 @@ class RulesRouter:
     count_tokens: Callable[[str], int]
     threshold: float = 0.5
 
+    @classmethod
+    def from_config(cls, config: RoutingConfig, resources: Resources) -> RulesRouter:
+        """Rules from `config` (tiers, cutoffs, cues, threshold), counting with `resources.load_count_tokens()`."""
+        return cls(
+            tiers=config.tiers,
+            cutoffs=config.rule_cutoffs,
+            long_query_tokens=config.long_query_tokens,
+            comparison_cues=config.comparison_cues,
+            reasoning_cues=config.reasoning_cues,
+            count_tokens=resources.load_count_tokens(),
+            threshold=config.threshold,
+        )
+
     def points(self, query: str) -> float:
         """The query's difficulty points."""
         features = query_features(
@@ -166,6 +189,20 @@ class CascadeRouter:
     answer: Callable[[str, str], Answer]
     judge: Callable[[str, Answer], float]
     threshold: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: RoutingConfig, resources: Resources) -> CascadeRouter:
+        """A cascade over `config.tiers` with `resources.answer` and `resources.judge`.
+
+        Raises:
+            RoutingError: either callable is missing.
+        """
+        if resources.answer is None or resources.judge is None:
+            raise RoutingError(
+                "routing.kind='cascade' needs answer(query, model) -> Answer and judge(query, answer) -> "
+                "float: make_router(config, answer=..., judge=...)"
+            )
+        return cls(tiers=config.tiers, answer=resources.answer, judge=resources.judge, threshold=config.threshold)
 
     def run(self, query: str) -> CascadeOutcome:
         """Try tiers cheapest first until an answer is confident enough (or the strongest answers)."""
