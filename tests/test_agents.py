@@ -365,3 +365,34 @@ def test_an_api_fault_is_retried_then_fails_only_its_task(env, server):
         ClaudeAgentModel("claude-haiku-4-5", api_key="wrong", base_url=server.url).respond(
             ModelRequest(system="s", messages=[{"role": "user", "content": "hi"}]))
 
+
+
+# --- the run store and the command line ---------------------------------------------------------
+
+
+def test_cli_prints_snake_case_figures_and_stores_trials_once(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.evaluation.agents import agent_runs, checkpoint_path, load_agent_report
+    from workbench.store import RunStore
+
+    store = tmp_path / "runs.sqlite"
+    argv = ["agents", "--env", "diagram", "--pattern", "react", "--model", "scripted", "--trials", "2",
+            "--tasks", "easy-01,hard-13", "--json", "--store", str(store)]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    for field in ("success_rate", "pass_hat_k", "tool_call_accuracy", "invalid_call_rate", "mean_steps",
+                  "cost_per_task_usd", "p50_s", "p95_s"):
+        assert field in first
+    assert first["success_rate"] == 1.0 and first["trials"] == 4 and first["mean_steps"] == (2 + 13) / 2
+    assert checkpoint_path(store).is_file()
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["p50_s"] == first["p50_s"]  # the stored trials were read back, not rerun
+    rows = RunStore(store).db.read("SELECT COUNT(*) FROM agent_trials")
+    assert rows == [(4,)]
+    runs = agent_runs(store)
+    assert len(runs) == 2 and set(runs["pattern"]) == {"react"}
+    report = load_agent_report(second["run_id"], store)
+    assert report.summary()["success_rate"] == 1.0 and len(report.trials) == 4
+    assert main(["agents", "--tasks", "nope", "--store", str(store)]) == 2
+    assert "unknown task ids ['nope']" in capsys.readouterr().err

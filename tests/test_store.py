@@ -112,8 +112,8 @@ def test_schema_is_versioned_and_old_stores_migrate(tmp_path):
     conn.commit()
     conn.close()
     store = RunStore(path)
-    # 2 sweeps, 3 the trace tables, 4 the one run path's columns and trial claims, 5 message batches
-    assert store.schema_version == SCHEMA_VERSION == 5
+    # 2 sweeps, 3 the trace tables, 4 the one run path's columns and trial claims, 5 message batches, 6 agent trials and runs
+    assert store.schema_version == SCHEMA_VERSION == 6
     assert store.get("old1").sweep_id is None  # the old run survived the migration
     assert store.get("old1").query_key == "" and store.get("old1").build_s == {}
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -231,6 +231,50 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_runs_export)
 
 
+@_store_errors
+def _agents(args: argparse.Namespace) -> int:
+    import json
+
+    from .agents import AgentConfig, load_environment
+    from .evaluation.agents import evaluate_agents
+
+    config = AgentConfig(env=args.env, pattern=args.pattern, model=args.model, trials=args.trials,
+                         max_steps=args.max_steps, approval=args.approval, limit=args.limit,
+                         tasks=tuple(t for t in (args.tasks or "").split(",") if t), base_url=args.base_url or "")
+    options = {"task_file": args.task_file} if args.env == "diagram" else {"dataset": args.dataset}
+    ask = (lambda r: input(f"approve {r['tool']} {json.dumps(r['arguments'])}? [y/N] ").strip().lower() == "y")
+    report = evaluate_agents(config, load_environment(args.env, **options), store=args.store, ask=ask)
+    summary = report.summary()
+    if args.json:
+        print(json.dumps({"run_id": report.run_id, **summary}, sort_keys=True))
+    else:
+        print(f"{config.env} / {config.pattern} / {config.model}: {int(summary['tasks'])} tasks x {config.trials} trials"
+              f" (run {report.run_id})")
+        for name, value in summary.items():
+            print(f"  {name:26s} {value:.4g}")
+    return 0
+
+
+def _add_agents_command(sub: argparse._SubParsersAction) -> None:
+    from .agents import APPROVAL_POLICIES, ENVIRONMENTS, PATTERNS
+
+    ag = sub.add_parser("agents", help="evaluate a tool-calling agent (pattern x model) on an environment's tasks")
+    ag.add_argument("--env", choices=ENVIRONMENTS, default="diagram")
+    ag.add_argument("--pattern", choices=PATTERNS, default="react")
+    ag.add_argument("--model", default="scripted", help="scripted, local (Gemma 3 270M), a .gguf path or a Claude id")
+    ag.add_argument("--trials", type=int, default=1, help="trials per task (pass^k uses k = trials)")
+    ag.add_argument("--max-steps", type=int, default=40, help="model calls per trial before status step_limit")
+    ag.add_argument("--approval", choices=APPROVAL_POLICIES, default="approve_all", help="review of destructive tools")
+    ag.add_argument("--tasks", help="comma-separated task ids (default: all)")
+    ag.add_argument("--limit", type=int, default=0, help="run only the first N tasks")
+    ag.add_argument("--task-file", help="a diagram task .jsonl (default: the bundled set)")
+    ag.add_argument("--dataset", default="chunking", help="documents env: the dataset whose questions are tasks")
+    ag.add_argument("--base-url", help="Messages API endpoint for Claude models")
+    ag.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ag.add_argument("--store", help="run store file or sqlite:/// URL (default: $WORKBENCH_STORE or data/runs.sqlite)")
+    ag.set_defaults(func=_agents)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
@@ -242,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--store", help="run store file or sqlite:/// URL (default: $WORKBENCH_STORE or data/runs.sqlite)")
     ev.set_defaults(func=_store_errors(_evaluate))
     _add_run_commands(sub)
+    _add_agents_command(sub)
     return parser
 
 

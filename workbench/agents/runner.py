@@ -357,7 +357,7 @@ def run_trial(
 def run_agents(
     env: Environment, config: AgentConfig, *, model: AgentModel | None = None, checkpointer: Any = None,
     done: Mapping[tuple[str, int], TrialResult] | None = None, ask: Approver | None = None,
-    on_trial: Callable[[TrialResult], None] | None = None,
+    on_trial: Callable[[TrialResult], None] | None = None, key: str | None = None,
 ) -> AgentReport:
     """Every selected task x trial of `config` (trials in `done` are reused, not rerun).
 
@@ -369,6 +369,7 @@ def run_agents(
         done: finished trials by (task id, trial), e.g. read back from the store.
         ask: the reviewer for approval="ask".
         on_trial: called with each trial as it finishes (progress, incremental saving).
+        key: the checkpoint threads' prefix (default `config.key()`).
     """
     done = done or {}
     results = []
@@ -378,7 +379,8 @@ def run_agents(
                 results.append(done[(task.id, trial)])
                 continue
             agent = model or make_model(config.model, task, temperature=config.temperature, base_url=config.base_url)
-            result = run_trial(env, task, config, agent, trial=trial, checkpointer=checkpointer, ask=ask)
+            result = run_trial(env, task, config, agent, trial=trial, checkpointer=checkpointer, ask=ask,
+                               thread_id=f"{key or config.key()}:{task.id}:{trial}")
             results.append(result)
             if on_trial is not None:
                 on_trial(result)

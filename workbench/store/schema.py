@@ -154,6 +154,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             finished_at REAL
         )""",
     ),
+    (  # 6: agent evaluations (workbench.evaluation.agents): each finished trial as it ends, then the run
+        """CREATE TABLE agent_trials (
+            config_key TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            trial INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            success INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (config_key, task_id, trial)
+        )""",
+        """CREATE TABLE agent_runs (
+            id TEXT PRIMARY KEY,
+            config_key TEXT NOT NULL,
+            config TEXT NOT NULL,
+            task_set TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX agent_runs_by_key ON agent_runs (config_key)",
+    ),
 )
 SCHEMA = Schema("run store", MIGRATIONS)
 SCHEMA_VERSION = SCHEMA.version
