@@ -1,5 +1,6 @@
 """The Streamlit app driven by AppTest: bundled data, two configs, run, table, charts, drill-down,
-uploads (good and bad), a failing config, and the playground with feedback stored on the trace."""
+runs stored and picked back from the history, uploads and TOML files (good, bad and hostile),
+a failing config, and the playground with feedback stored on the trace."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 N_QUERIES = 30  # enough for the paired test to give a verdict (stats.MIN_QUERIES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_store(tmp_path_factory):
+    """Every run the app stores goes to this module's temporary run store, never to data/runs.sqlite."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("runs") / "runs.sqlite"
+        patch.setenv("WORKBENCH_STORE", str(path))
+        yield path
 
 
 @pytest.fixture
@@ -88,7 +98,9 @@ def test_run_draws_cost_quality_latency_and_monthly_charts(ran):
     pareto = figures["ndcg@10 against cost"]
     assert any(t.get("name") == "Pareto frontier" for t in pareto["data"])
     latency = figures["Latency per query by stage (ms)"]
-    assert {a["text"] for a in latency["layout"]["annotations"]} == {"retrieve", "total"}
+    stages = {a["text"] for a in latency["layout"]["annotations"]}
+    embed = stages & {"embed", "embed_cached"}  # the dense config's query embedding, computed or read
+    assert embed and stages - embed == {"retrieve", "total"}
 
 
 def test_monthly_cost_follows_the_workload(ran):
@@ -316,3 +328,148 @@ def test_an_upload_without_questions_gets_a_labelled_synthetic_set_from_gemma(tm
     assert saved.stat().st_mtime_ns == written
     again.button(key="syn.discard").click().run()
     assert again.button(key="syn.build") and "data.n_queries" not in [w.key for w in again.number_input]
+
+
+def test_every_run_is_stored_and_an_identical_one_is_served_from_the_store(run_store):
+    from workbench.store import RunStore
+
+    first = start()
+    first.number_input(key="data.n_queries").set_value(4)
+    first.selectbox(key="cfg1.retrieval.kind").set_value("hybrid")
+    outcomes = run(first).session_state["outcomes"]
+    with RunStore(run_store) as store:
+        stored = {r.id: r for r in store.runs()}
+    for label, o, shown in zip(outcomes, outcomes.values(), first.success):
+        assert o.run_id in stored and stored[o.run_id].n_queries == 4 and not o.reused
+        assert stored[o.run_id].aggregates["ndcg@10"] == pytest.approx(o.result.aggregates["ndcg@10"])
+        assert f"stored as run {o.run_id}" in shown.value
+    again = start()  # a new session asks for the same two runs: both come from the store
+    again.number_input(key="data.n_queries").set_value(4)
+    again.selectbox(key="cfg1.retrieval.kind").set_value("hybrid")
+    run(again)
+    for label, o in again.session_state["outcomes"].items():
+        assert o.reused and o.run_id == outcomes[label].run_id
+        assert o.result.aggregates == pytest.approx(dict(outcomes[label].result.aggregates))
+    assert [s.value.endswith("served from the run store (an identical earlier run)") for s in again.success] == [True] * 2
+    with RunStore(run_store) as store:
+        assert len(store.runs()) == len(stored)  # nothing stored twice
+
+
+def test_a_stored_run_is_a_column_to_compare_against_without_rerunning(ran):
+    dense = ran.session_state["outcomes"]["2. dense"]
+    at = start()  # a new session: nothing is run in it
+    at.number_input(key="data.n_queries").set_value(N_QUERIES).run()
+    picker = at.multiselect(key="history")
+    assert any(f"dense · {N_QUERIES} queries" in o and dense.run_id[:8] in o for o in picker.options)
+    picker.select(dense.run_id).run()
+    assert not at.exception and at.session_state["outcomes"] == {}
+    label = f"run {dense.run_id[:8]} · dense"
+    summary = at.dataframe[1].value.set_index(["config", "metric"])
+    assert summary.loc[(label, "ndcg@10"), "mean"] == pytest.approx(dense.result.aggregates["ndcg@10"])
+    assert list(at.dataframe[0].value.index) == [label]
+    at.number_input(key="data.n_queries").set_value(5)  # the current runs then cover 5 questions only
+    run(at)
+    assert any(e.value.startswith("Not compared:") for e in at.error)  # said, not a wrong comparison
+    assert at.multiselect(key="history").value == [dense.run_id]
+    hits = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert hits  # the drill-down shows the stored run's hits from its stored ranking
+    picker = at.multiselect(key="history")
+    picker.unselect(dense.run_id).run()
+    assert list(at.dataframe[0].value.index) == ["1. bm25", "2. dense"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("huge.toml", f"[chunking]\nsize = {2**60}\noverlap = 0\n".encode(), "chunking.size"),
+        ("huge_k.toml", f"[retrieval]\nk = {2**53 + 1}\n".encode(), "retrieval.k"),
+        ("binary.toml", b"\xff\xfe\x00\x01\x9c garbage", "UTF-8"),
+        ("syntax.toml", b"[chunking\nsize = 3\n", "TOML"),
+        ("nan.toml", b"[generation]\ntimeout_s = nan\n", "timeout_s"),
+        ("inf.toml", b"[retrieval]\ndense_weight = inf\n", "dense_weight"),
+        ("list.toml", b"[chunking]\nsize = [1, 2]\n", "chunking.size"),
+        ("table.toml", b"chunking = 5\n", "chunking"),
+        ("kind.toml", b'[generation]\nkind = "telepathy"\n', "generation.kind"),
+    ],
+)
+def test_a_bad_toml_is_refused_in_place_and_the_session_keeps_working(name, data, message):
+    at = start()
+    before = at.number_input(key="cfg1.chunking.size").value, at.number_input(key="cfg1.retrieval.k").value
+    at.file_uploader(key="cfg1.toml").set_value((name, data, "application/toml")).run()
+    assert not at.exception
+    assert any(f"{name} was not loaded" in e.value and message in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert (at.number_input(key="cfg1.chunking.size").value, at.number_input(key="cfg1.retrieval.k").value) == before
+    at.number_input(key="data.n_queries").set_value(3)
+    run(at)  # and on every rerun after it
+    run(at)
+    assert [s.value.split(",")[0] for s in at.success] == ["3 queries"] * 2
+
+
+HEAT_QRELS = b"query-id\tcorpus-id\tscore\nq1\tkb/heat.txt\t1\n"
+
+
+@pytest.mark.parametrize(
+    ("questions", "message"),
+    [
+        ([("queries.jsonl", b"[1, 2]\n"), ("test.tsv", HEAT_QRELS)], "queries.jsonl"),
+        ([("queries.jsonl", b'{"_id": "q1", "text": 5}\n'), ("test.tsv", HEAT_QRELS)], "queries.jsonl"),
+        ([("queries.jsonl", b'{"_id": "q1", "text": "Where?"}\n{"_id": "q1", "text": "When?"}\n'),
+          ("test.tsv", HEAT_QRELS)], "queries.jsonl"),
+        ([("queries.jsonl", b'{"_id": "q1", "text": "Where?"}\n'), ("test.tsv", b"\xff\xfe\x00bad")], "test.tsv"),
+        ([("questions.csv", b'question,references,corpus_id\n"' + b"x" * 300_000 + b'",[],kb/heat.txt\n')],
+         "questions.csv"),
+    ],
+)
+def test_bad_questions_are_refused_in_place_and_the_documents_stay_usable(tmp_path, monkeypatch, questions, message):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    at.file_uploader(key="data.files").set_value([("kb.zip", zip_bytes(KB), "application/zip")])
+    at.file_uploader(key="data.questions").set_value([(n, d, "application/octet-stream") for n, d in questions]).run()
+    assert not at.exception
+    assert any(e.value.startswith("The questions were not used") and message in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert any("2 documents, 0 judged questions" in c.value for c in at.sidebar.caption)
+    run(at)
+    assert at.success[0].value.startswith("0 queries, 2 chunks")
+
+
+def encrypted_pdf() -> bytes:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt(user_password="secret", algorithm="AES-256")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [  # message: what the error in place (or the "Left out" note) says; None: the file is read after all
+        ("x" * 300 + ".txt", b"a name over 255 bytes", "255"),
+        ("nul.zip", zip_bytes({"nul\x00name.txt": b"a member name with a NUL"}), "nul (not one of"),
+        ("both.zip", zip_bytes({"x.txt": b"a file", "x.txt/y.txt": b"and a file below it"}), "x.txt"),
+        ("marked.html", b"<html><body><![if ! x<p>text after a malformed marked section</p>", None),
+        ("cdata.html", b"<![CDATA[ never closed", "cdata.html"),
+        ("locked.pdf", encrypted_pdf(), "locked.pdf"),
+    ],
+)
+def test_hostile_documents_get_a_message_naming_the_file_and_the_app_keeps_working(tmp_path, monkeypatch, name,
+                                                                                   data, message):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = start()
+    at.radio(key="data.source").set_value("upload").run()
+    at.file_uploader(key="data.files").set_value([(name, data, "application/octet-stream"),
+                                                  ("ok.txt", b"Swept wings delay compressibility drag.", "text/plain")])
+    at.run()
+    assert not at.exception
+    said = [e.value for e in at.error] + [c.value for c in at.sidebar.caption if c.value.startswith("Left out")]
+    if message is None:
+        assert not said and any("2 documents" in c.value for c in at.sidebar.caption)
+    else:
+        assert any(message in m for m in said), said
+    at.radio(key="data.source").set_value("cranfield").run()
+    assert not at.exception and at.button(key="run")
