@@ -23,8 +23,9 @@ $(VENV)/.full: $(VENV)/.core
 	$(PIP) -e '.[dev,local,ray,mlflow,vectordb]'
 	touch $@
 
+# .streamlit/config.toml turns Streamlit's file watcher off (it took a core while runs embed).
 run: $(VENV)/.core
-	$(VENV)/bin/streamlit run app.py --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app.py
 
 evaluate: $(VENV)/.core
 	$(PY) -m workbench evaluate --dataset cranfield --config configs/bm25.toml --config configs/dense.toml --config configs/hybrid.toml
