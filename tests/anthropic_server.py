@@ -286,16 +286,17 @@ class AnthropicServer:
         marks = [i for i, (_, marked) in enumerate(blocks) if marked]
         write = read = 0
         if marks:
-            prefix = blocks[: marks[-1] + 1]
-            prefix_tokens = sum(tokens(text) for text, _ in prefix)
+            prefix_tokens = sum(tokens(text) for text, _ in blocks[: marks[-1] + 1])
             if prefix_tokens >= self.min_cache_tokens:
-                key = hashlib.sha256(json.dumps([body.get("model"), prefix]).encode()).hexdigest()
+                # as the API: the longest prefix cached by an earlier request (it looks back from the last
+                # mark) is read, the rest up to the last mark is written, and every marked prefix is cached
+                texts = [text for text, _ in blocks]  # the content counts, not where the marks sit
+                key = lambda end: hashlib.sha256(json.dumps([body.get("model"), texts[:end]]).encode()).hexdigest()  # noqa: E731
                 with self._lock:
-                    if key in self._cache:
-                        read = prefix_tokens
-                    else:
-                        write = prefix_tokens
-                        self._cache.add(key)
+                    hit = next((end for end in range(marks[-1] + 1, 0, -1) if key(end) in self._cache), 0)
+                    read = sum(tokens(text) for text in texts[:hit])
+                    write = prefix_tokens - read
+                    self._cache.update(key(m + 1) for m in marks)
         usage = {
             "input_tokens": total - write - read,
             "cache_creation_input_tokens": write,

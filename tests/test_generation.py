@@ -92,14 +92,20 @@ def server_usage(server):
 
 
 def test_prompt_puts_cached_instructions_first_then_passages_history_question():
-    prompt = build_prompt("Where is it?", CONTEXT, history=[("Hi", "Hello")], cache_ttl="1h")
+    prompt = build_prompt("Where is it?", CONTEXT, cache_ttl="1h")
     head, passages = prompt.system
     assert head["text"] == SYSTEM_PROMPT
     assert head["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert "cache_control" not in passages
     assert '<passage n="2">\nMount Everest' in passages["text"]
-    assert [m["role"] for m in prompt.messages] == ["user", "assistant", "user"]
-    assert prompt.messages[-1]["content"] == "Where is it?"
+    assert prompt.messages == ({"role": "user", "content": "Where is it?"},)
+    # a conversation: instructions, then the history (its last turn marked), then passages and question
+    chat = build_prompt("Where is it?", CONTEXT, history=[("Hi", "Hello")], cache_ttl="1h")
+    assert chat.system == (head,)
+    assert [m["role"] for m in chat.messages] == ["user", "assistant", "user"]
+    assert chat.messages[1]["content"] == [{"type": "text", "text": "Hello", "cache_control": head["cache_control"]}]
+    assert '<passage n="2">\nMount Everest' in chat.messages[-1]["content"]
+    assert chat.messages[-1]["content"].endswith("Question: Where is it?")
     assert "cache_control" not in build_prompt("q", CONTEXT, caching=False).system[0]
     with pytest.raises(ValueError, match="cache_ttl"):
         build_prompt("q", CONTEXT, cache_ttl="10m")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import inspect
 import threading
 import time
 from collections import OrderedDict
@@ -23,12 +24,14 @@ from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
 from .resources import Resources
 from .results import ExperimentResult, QueryRow, Response
-from .types import Answer, Chunk, Hit, Span
+from .types import Answer, Chunk, Hit, Span, Usage
 
 if TYPE_CHECKING:
+    from .batches import BatchLedger, BatchRun, PollPolicy
     from .embedding import Embedder
     from .generation import Generator
     from .reranking import Reranker
+    from .response_cache import ResponseCache
     from .retrieval import Filter, Retriever
     from .routing import CascadeRouter, Router
 
@@ -65,12 +68,13 @@ class Pipeline:
         """
         rr = self.config.reranking
         with tracing.request("search", query, self.config):  # a no-op inside `answer`'s request
+            timings = self._embed_query(query) if self.config.retrieval.kind != "bm25" else {}
             t0 = time.perf_counter()
             depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
             span = tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth)
             hits = self.retriever.retrieve_many([query], depth, where)[0]
             span.end(hits=hits)  # a stage that raises ends, failed, with its request
-            timings = {"retrieve": time.perf_counter() - t0}
+            timings["retrieve"] = time.perf_counter() - t0
             if self.reranker is not None and hits:
                 t1 = time.perf_counter()
                 span = tracing.stage("rerank", kind=rr.kind, candidates=rr.candidates, k=rr.k)
@@ -82,6 +86,22 @@ class Pipeline:
                 hits = top + [dataclasses.replace(h, rank=len(top) + i + 1) for i, h in enumerate(rest)]
         return hits, timings
 
+
+    def _embed_query(self, query: str) -> dict[str, float]:
+        """Embed the query as its own timed stage: "embed" when computed, "embed_cached" when read.
+
+        The retriever then reads the vector from the embedder's memory, so "retrieve" is the
+        search alone, and a config whose queries another config already embedded is not shown
+        as if its retrieval were free.
+        """
+        assert self.embedder is not None  # every retrieval kind but bm25 embeds (needs_embedder)
+        misses = self.embedder.stats.misses
+        t0 = time.perf_counter()
+        span = tracing.stage("embed", model=self.embedder.model_id)
+        self.embedder.embed([query])
+        cached = self.embedder.stats.misses == misses
+        span.end(cached=cached)
+        return {"embed_cached" if cached else "embed": time.perf_counter() - t0}
 
     @functools.cached_property
     def router(self) -> Router | None:
@@ -110,21 +130,64 @@ class Pipeline:
             self._generators[model] = make_generator(config, self.resources)
         return self._generators[model]
 
+    @functools.cached_property
+    def response_cache(self) -> ResponseCache | None:
+        """The response cache `config.response_cache` enables, scoped to this config and corpus."""
+        from .embedding import load_embedder
+        from .response_cache import corpus_version, open_response_cache
+
+        semantic = self.config.response_cache.mode == "semantic"
+        embedder = self.embedder or (load_embedder(self.config.embedding) if semantic else None)
+        return open_response_cache(self.config, corpus_version(self.chunks), embedder)
+
+    def _cached(self, query: str, trace: Any) -> Response | None:
+        """The response cache's answer to `query` as a response (marked, costing nothing), or None."""
+        t0 = time.perf_counter()
+        span = tracing.stage("response_cache", mode=self.config.response_cache.mode)
+        hit = self.response_cache.get(query)  # type: ignore[union-attr]
+        if hit is None:
+            span.end(hit=False)
+            return None
+        span.end(hit=True, kind=hit.kind, similarity=hit.similarity, age_s=hit.age_s)
+        seconds = time.perf_counter() - t0
+        served = dataclasses.replace(hit.answer, usage=Usage(model=hit.answer.usage.model, latency_s=seconds))
+        response = Response(query=query, model=served.usage.model, hits=(), answer=served, attempts=(),
+                            stage_latency_s={"response_cache": seconds}, cache_hit=hit)
+        trace.record(response=response, context=(), cache_hit=hit.kind, cache_similarity=hit.similarity)
+        return response
+
     def answer(
-        self, query: str, *, where: Filter | None = None, on_text: Callable[[str], None] | None = None
+        self,
+        query: str,
+        *,
+        where: Filter | None = None,
+        on_text: Callable[[str], None] | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> Response:
         """Route, retrieve, rerank and generate an answer for one query.
 
-        A cascade router answers with the cheapest tier first and escalates while the answer's
-        groundedness in the retrieved context stays under `routing.threshold`; every call it
-        paid for is in `Response.attempts`.
+        With `response_cache.mode` on, a cached answer to the same (or, semantic, a similar)
+        question is served first, marked in `Response.cache_hit` and the trace; a new answer
+        is stored. A cascade router answers with the cheapest tier first and escalates while
+        the answer's groundedness in the retrieved context stays under `routing.threshold`;
+        every call it paid for is in `Response.attempts`.
 
         Args:
             query: the user's question.
-            where: a metadata filter for retrieval.
-            on_text: receives the answer's text as it streams.
+            where: a metadata filter for retrieval (a filtered query bypasses the cache).
+            on_text: receives the answer's text as it streams (a cached answer is sent whole).
+            history: earlier (user, assistant) turns, already fitted to `budget.history_tokens`
+                (`workbench.conversation` does that); a follow-up bypasses the cache.
+
+        Raises:
+            BudgetError: the question alone exceeds `budget.context_tokens`.
         """
         with tracing.request("answer", query, self.config) as trace:
+            use_cache = where is None and not history and self.response_cache is not None
+            if use_cache and (cached := self._cached(query, trace)) is not None:
+                if on_text is not None:
+                    on_text(cached.answer.text)
+                return cached
             timings: dict[str, float] = {}
             model = None
             if self.router is not None:
@@ -135,22 +198,73 @@ class Pipeline:
                 timings["route"] = time.perf_counter() - t0
             hits, search_timings = self.search(query, where=where)
             timings.update(search_timings)
-            context = hits[: self.config.generation.context_chunks]
+            context, dropped = self._fit(query, hits[: self.config.generation.context_chunks])
             t1 = time.perf_counter()
             if model is None:
                 outcome = self._cascade(context, on_text).run(query)
                 model, answer, attempts = outcome.model, outcome.answer, outcome.attempts
             else:
                 span = tracing.stage("generate", config=self.config.generation, model=model, context=context)
-                answer = self.generator(model).generate(query, context, on_text=on_text)
+                generator = self.generator(model)
+                # Claude takes the turns; a generator without `history` answers the question alone
+                takes = history and "history" in inspect.signature(generator.generate).parameters
+                extra = {"history": history} if takes else {}
+                answer = generator.generate(query, context, on_text=on_text, **extra)
                 span.end(answer=answer, context=context)
                 attempts = (answer,)
             timings["generate"] = time.perf_counter() - t1
             response = Response(
-                query=query, model=model, hits=tuple(hits), answer=answer, attempts=attempts, stage_latency_s=timings
+                query=query, model=model, hits=tuple(hits), answer=answer, attempts=attempts, stage_latency_s=timings,
+                dropped=dropped,
             )
+            if use_cache and hits:  # an answer from no passages is not worth keeping
+                self.response_cache.put(query, answer)  # type: ignore[union-attr]
             trace.record(response=response, context=context)
         return response
+
+    def _fit(self, query: str, context: Sequence[Hit]) -> tuple[list[Hit], tuple[str, ...]]:
+        """The passages within `budget.context_tokens` and the ids of those dropped (no budget: all)."""
+        if not self.config.budget.context_tokens:
+            return list(context), ()
+        from .budget import fit_context
+
+        fitted = fit_context(query, context, self.config.budget)
+        return list(fitted.context), fitted.dropped
+
+    def answer_batch(
+        self, queries: Mapping[str, str], *, ledger: BatchLedger | None = None, key: str | None = None,
+        poll: PollPolicy | None = None,
+    ) -> tuple[dict[str, Response], BatchRun]:
+        """Retrieve for every query now and generate every answer in one Message Batch (the batch
+        price, asynchronous). With `ledger` and `key`, a batch in flight is resumed after a restart.
+
+        Returns:
+            The responses of the queries that succeeded, and the batch run (failures, cost, polls).
+
+        Raises:
+            ValueError: generation is not Claude, or the router is a cascade (it routes by answering).
+        """
+        from .batches import PollPolicy, answer_requests, answers_from, run_batch
+        from .generation import anthropic_client
+
+        gen = self.config.generation
+        if gen.kind != "anthropic" or self.router is None:
+            raise ValueError("answer_batch needs generation.kind='anthropic' and a router other than 'cascade'")
+        searched = {}
+        for n, (qid, query) in enumerate(queries.items()):
+            hits, timings = self.search(query)
+            context, dropped = self._fit(query, hits[: gen.context_chunks])
+            searched[f"q{n}"] = (qid, query, self.router.route(query), hits, context, dropped, timings)
+        requests = [r for cid, (_, q, model, _, ctx, _, _) in searched.items()
+                    for r in answer_requests(gen, [(cid, q, ctx)], model=model)]
+        client = anthropic_client(base_url=gen.base_url or None, timeout=gen.timeout_s)
+        run = run_batch(client, requests, key=key, ledger=ledger, poll=poll or PollPolicy(), cache_ttl=gen.cache_ttl)
+        answers = answers_from(run, {cid: item[4] for cid, item in searched.items()})
+        return {
+            qid: Response(query=q, model=model, hits=tuple(hits), answer=answers[cid], attempts=(answers[cid],),
+                          stage_latency_s=timings, dropped=dropped)
+            for cid, (qid, q, model, hits, _, dropped, timings) in searched.items() if cid in answers
+        }, run
 
     def _cascade(self, context: Sequence[Hit], on_text: Callable[[str], None] | None) -> CascadeRouter:
         from .embedding import load_embedder

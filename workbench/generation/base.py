@@ -69,11 +69,15 @@ def build_prompt(
     caching: bool = True,
     cache_ttl: str = "5m",
 ) -> Prompt:
-    """Assemble the prompt: instructions, passages, then history turns and the question.
+    """Assemble the prompt: instructions, passages, then the question; in a conversation,
+    instructions, history turns, then passages and the question.
 
     The instructions are the static prefix; with `caching` their block carries
     `cache_control` (ephemeral, `cache_ttl` "5m" or "1h") so repeated calls read it from the
-    prompt cache. Passages change with every query, so they follow the breakpoint.
+    prompt cache. Passages change with every query, so they follow the breakpoint. History
+    only grows, so in a conversation it comes right after the instructions, its last turn
+    carries a second breakpoint (turn 20 reads turns 1-19 from the cache instead of paying
+    for them again), and the passages move into the last user message.
 
     Args:
         query: the question.
@@ -93,13 +97,17 @@ def build_prompt(
     head: dict[str, Any] = {"type": "text", "text": instructions or SYSTEM_PROMPT}
     if caching:
         head["cache_control"] = {"type": "ephemeral", "ttl": cache_ttl}
-    passages = _passages(context) if context else "(no passages were retrieved)"
-    system = (head, {"type": "text", "text": f"Context passages:\n\n{passages}"})
+    passages = f"Context passages:\n\n{_passages(context) if context else '(no passages were retrieved)'}"
+    if not history:
+        return Prompt(system=(head, {"type": "text", "text": passages}), messages=({"role": "user", "content": query},))
     messages: list[Mapping[str, Any]] = []
     for user, assistant in history:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    messages.append({"role": "user", "content": query})
-    return Prompt(system=system, messages=tuple(messages))
+    if caching:
+        last = {"type": "text", "text": messages[-1]["content"], "cache_control": head["cache_control"]}
+        messages[-1] = {"role": "assistant", "content": [last]}
+    messages.append({"role": "user", "content": f"{passages}\n\nQuestion: {query}"})
+    return Prompt(system=(head,), messages=tuple(messages))
 
 
 def completion_prompt(query: str, context: Sequence[Hit]) -> str:
