@@ -156,14 +156,16 @@ def test_large_grid_needs_confirmation_and_stores_nothing_when_refused(tmp_path,
 
 def test_failed_trials_are_recorded_and_retried(tmp_path, tiny):
     store = RunStore(tmp_path / "runs.sqlite")
-    # reranking.kind is only checked when the pipeline is built, i.e. inside the trial
-    space = {"reranking.kind": ["none", "no-such-reranker"]}
-    result = sweep(BASE, space, dataset=tiny, store=store)
+    # a model path is only checked when the model loads, i.e. inside the trial (BM25 loads none)
+    base = replace_path(BASE, "embedding.model", "./no-such-model")
+    space = {"retrieval.kind": ["bm25", "dense"]}
+    result = sweep(base, space, dataset=tiny, store=store)
     assert [t.status for t in result.trials] == ["computed", "failed"]
     failed = result.trials[1]
-    assert "no-such-reranker" in failed.error and store.get(failed.run_id).status == "failed"
-    assert "no-such-reranker" in store.get(failed.run_id).error
-    again = sweep(BASE, space, dataset=tiny, store=store)
+    assert "no-such-model" in failed.error and store.get(failed.run_id).status == "failed"
+    assert "no-such-model" in store.get(failed.run_id).error
+    assert not store.db.read("SELECT * FROM claims")  # a failed trial leaves no claim behind
+    again = sweep(base, space, dataset=tiny, store=store)
     assert [t.status for t in again.trials] == ["reused", "failed"]  # retried, failed again
     assert len(store.runs(status="failed")) == 2
 
@@ -340,3 +342,151 @@ def test_cli_sweep_runs_then_reuses_and_refuses_huge_grids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "refusing without --yes" in err and "1196 to run" in err and "chunk embeddings" in err
     assert len(RunStore(store)) == 4
+
+
+# -- processes sharing one store, and workers that die with their driver ------------------------
+
+RACE = """
+import json, multiprocessing, sys, threading, time
+from pathlib import Path
+from workbench.config import PipelineConfig, replace_path
+from workbench.store import RunStore
+from workbench.sweep import SweepSettings, sweep
+
+
+def report_workers(count):
+    while len(multiprocessing.active_children()) < count:
+        time.sleep(0.05)
+    print("workers", *[p.pid for p in multiprocessing.active_children()], flush=True)
+
+
+if __name__ == "__main__":  # workers are spawned: they import this file without running it
+    base = PipelineConfig(name="t")
+    for path, value in json.loads(sys.argv[7]):
+        base = replace_path(base, path, value)
+    data, store, go, workers = sys.argv[1], RunStore(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[6])
+    print("ready", flush=True)
+    while not go.exists():  # every process starts its sweep at the same moment
+        time.sleep(0.01)
+    if workers > 1:
+        threading.Thread(target=report_workers, args=(workers,), daemon=True).start()
+    result = sweep(base, json.loads(sys.argv[5]), dataset=data, store=store,
+                   on_trial=lambda trial: time.sleep(float(sys.argv[4])), settings=SweepSettings(workers=workers))
+    print(json.dumps({t.config_hash: [t.status, t.aggregates] for t in result.trials}))
+"""
+BM25_TINY = [["chunking.tokenizer", "whitespace"], ["retrieval.kind", "bm25"], ["chunking.method", "fixed"]]
+
+
+def _start(tmp_path: Path, data: Path | str, store: Path, pause: float, space: dict, workers: int = 1,
+           base: list = BM25_TINY) -> subprocess.Popen:
+    script = tmp_path / "race.py"
+    script.write_text(RACE)
+    return subprocess.Popen([sys.executable, str(script), str(data), str(store), str(tmp_path / "go"), str(pause),
+                             json.dumps(space), str(workers), json.dumps(base)], stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 4])
+def test_processes_running_one_sweep_on_one_store_compute_each_trial_once(tmp_path, processes):
+    data = write_tiny_beir(tmp_path / "tiny")
+    store = tmp_path / "runs.sqlite"
+    procs = [_start(tmp_path, data, store, 0.05, SPACE) for _ in range(processes)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    (tmp_path / "go").touch()
+    outcomes = [json.loads(proc.communicate(timeout=300)[0].strip().splitlines()[-1]) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    computed = [sum(status == "computed" for status, _ in o.values()) for o in outcomes]
+    assert sum(computed) == 8, computed  # each trial computed by exactly one process
+    assert all(set(o) == set(outcomes[0]) and len(o) == 8 for o in outcomes)
+    for key, (_, aggregates) in outcomes[0].items():  # the others reused the very same runs
+        assert all(o[key][1] == pytest.approx(aggregates) for o in outcomes)
+    runs = RunStore(store).runs()
+    assert len(runs) == 8 and len({r.config_hash for r in runs}) == 8
+    assert not RunStore(store).db.read("SELECT * FROM claims")
+
+
+def test_a_claim_of_a_dead_process_is_retaken_and_a_live_one_waited_for(tmp_path, tiny):
+    import socket
+
+    from workbench.config import config_hash
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    trials = expand_space(BASE, {"chunking.size": [32, 64]})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    now = time.time()
+    for (_, config), pid in zip(trials, (int(dead.stdout), holder.pid)):
+        store.db.transact("plant a claim", lambda conn, c=config, p=pid: conn.execute(
+            "INSERT INTO claims VALUES (?, ?, '', ?, ?, 'other', ?, ?)",
+            (config_hash(c), tiny.fingerprint(), socket.gethostname(), p, now, now)))
+    t0 = time.monotonic()
+    result = sweep(BASE, {"chunking.size": [32, 64]}, dataset=tiny, store=store)
+    holder.wait()
+    assert time.monotonic() - t0 >= 1.0, "the live holder's trial must wait for the holder"
+    assert [t.status for t in result.trials] == ["computed", "computed"]  # the holder stored nothing, then died
+    assert len(store) == 2 and not store.db.read("SELECT * FROM claims")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # a zombie has exited; only its parent's reaping is left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_workers_die_with_their_driver(tmp_path, fresh_cache, how):
+    # Two workers embed Cranfield into a cold cache (minutes of work) when the driver dies.
+    (tmp_path / "go").touch()
+    driver = _start(tmp_path, "cranfield", tmp_path / "runs.sqlite", 0.0, {"chunking.size": [100, 120]},
+                    workers=2, base=[["retrieval.kind", "dense"]])
+    assert driver.stdout.readline().strip() == "ready"
+    line = driver.stdout.readline().split()
+    assert line[:1] == ["workers"], line
+    workers = [int(pid) for pid in line[1:]]
+    assert len(workers) == 2
+    time.sleep(3)  # in the middle of loading the model or embedding
+    assert not any(_gone(pid) for pid in workers), "the workers should still be busy"
+    driver.send_signal(how)
+    driver.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in workers):
+        time.sleep(0.1)
+    left = [pid for pid in workers if not _gone(pid)]
+    for pid in left:  # do not leave them behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their driver ({how.name})"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", r"spec.toml' is not UTF-8 TOML"),
+        ('name = "caf\u00e9"\n'.encode("latin-1"), r"spec.toml' is not UTF-8 TOML"),
+        (b'dataset = 5\n[space]\n"chunking.size" = [1]\n', r"dataset = 5 in sweep file .* must be a non-empty string"),
+        (b'name = ["x"]\n[space]\n"chunking.size" = [1]\n', r"name = \['x'\] .* must be a non-empty string"),
+        (b'base = 3\n[space]\n"chunking.size" = [1]\n', r"base = 3 .* must be a \[base\] table"),
+        (b'space = 3\n', r"space = 3 .* must be a table"),
+        (b'settings = "fast"\n[space]\n"chunking.size" = [1]\n', r"settings = 'fast' .* must be a table"),
+        (b"[space\n", r"spec.toml' is not valid TOML"),
+    ],
+)
+def test_broken_sweep_files_are_named_with_what_is_wrong(tmp_path, content, match):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        load_sweep_spec(spec)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_sweep_spec(tmp_path)
+
+
+def test_cli_names_a_broken_sweep_file(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(b"\xff\xfe\x00binary")
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "runs.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert "spec.toml' is not UTF-8 TOML" in err and "Traceback" not in err
+    assert not (tmp_path / "runs.sqlite").exists()  # nothing was created for a sweep that never started

@@ -1,15 +1,23 @@
 """Where sweep trials and bulk embedding run: this process, local processes, or a Ray cluster.
 
 Every executor takes trials (a `PipelineConfig` and its position) and hands back each result,
-or the exception it raised, as it finishes. Ray runs a local instance by default, or joins the
-cluster at `ray_address` (e.g. "ray://head:10001" or "auto"); `embed_bulk` spreads distinct
-texts over Ray tasks, each embedding through its node's vector cache.
+or the exception it raised, as it finishes. Executors take plain arguments (a kind, a worker
+count, an address), so they know nothing of sweeps. Local worker processes die with their
+driver: on Linux the kernel sends them SIGKILL when it exits (PR_SET_PDEATHSIG), and a watchdog
+thread in each worker exits when its parent changes (any platform), so a killed sweep leaves
+no workers behind. Ray runs a local instance by default, or joins the cluster at `ray_address`
+(e.g. "ray://head:10001" or "auto"); `embed_bulk` spreads distinct texts over Ray tasks, each
+embedding through its node's vector cache.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +30,9 @@ if TYPE_CHECKING:
 
     from .config import EmbeddingConfig
     from .datasets import Dataset
-    from .experiment import ExperimentResult
-    from .sweep import SweepSettings
+    from .results import ExperimentResult
 
-__all__ = ["Executor", "make_executor", "embed_bulk"]
+__all__ = ["Executor", "make_executor", "embed_bulk", "die_with_parent"]
 
 Outcome = tuple[int, "ExperimentResult | BaseException"]
 
@@ -39,10 +46,37 @@ class Executor(Protocol):
 
 
 _worker_dataset: Dataset | None = None
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_S = 0.5
 
 
-def _init_worker(dataset: Dataset, threads: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process exit when `parent_pid` (its parent) does, however the parent ends.
+
+    Linux: the kernel sends SIGKILL to this process when its parent exits (PR_SET_PDEATHSIG);
+    everywhere: a daemon thread checks every half second whether the parent changed.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_WATCH_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="workbench-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(dataset: Dataset, threads: int, parent_pid: int) -> None:
     global _worker_dataset
+    die_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)  # workers split the cores instead of fighting over them
@@ -97,7 +131,7 @@ class _ProcessPool:
         # spawn, not fork: a forked child of a process that already started torch threads can hang
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(dataset, threads),
+            initializer=_init_worker, initargs=(dataset, threads, os.getpid()),
         )
         self._futures: dict[Any, int] = {}
 
@@ -153,17 +187,36 @@ class _RayTasks:
         self._refs.clear()
 
 
-def make_executor(settings: SweepSettings, dataset: Dataset, *, progress: bool = False) -> Executor:
-    """The executor `settings` asks for: in this process (1 worker), a process pool, or Ray tasks.
+def make_executor(
+    kind: Literal["local", "ray"],
+    dataset: Dataset,
+    *,
+    workers: int = 1,
+    ray_address: str = "",
+    progress: bool = False,
+) -> Executor:
+    """An executor of trials on `dataset`: in this process (1 local worker), a process pool, or Ray tasks.
+
+    Args:
+        kind: "local" (this machine) or "ray".
+        dataset: what every trial runs on (sent to each worker once).
+        workers: local processes; 1 runs trials in this process (models load once).
+        ray_address: "" starts a local Ray instance; "auto" or "ray://head:10001" joins a cluster.
+        progress: show progress bars (in-process only).
 
     Raises:
-        ImportError: `executor = "ray"` without the ray extra installed.
+        ValueError: an unknown kind or fewer than one worker.
+        ImportError: `kind = "ray"` without the ray extra installed.
     """
-    if settings.executor == "ray":
-        return _RayTasks(dataset, settings.ray_address)
-    if settings.workers == 1:
+    if kind not in ("local", "ray"):
+        raise ValueError(f"unknown executor {kind!r}; choose one of ['local', 'ray']")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1")
+    if kind == "ray":
+        return _RayTasks(dataset, ray_address)
+    if workers == 1:
         return _InProcess(dataset, progress)
-    return _ProcessPool(dataset, settings.workers)
+    return _ProcessPool(dataset, workers)
 
 
 # -- bulk embedding -------------------------------------------------------------------------

@@ -23,13 +23,13 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import ConfigError, PipelineConfig, config_hash, from_dict, replace_path, to_dict
-from .executors import make_executor
-from .store import RunStore
+from .executors import Executor, make_executor
+from .store import RunStore, TrialKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,7 @@ __all__ = [
 _EMBED_TEXTS_PER_S = 100.0
 _QUERY_S = 0.005
 _SUBWORDS_PER_WORD = 1.3
+_POLL_S = 0.2  # how often a sweep looks again at trials another process is computing
 
 
 class SweepRefused(RuntimeError):
@@ -374,7 +375,6 @@ def sweep(
         StoreError: the store is read-only, locked or from a newer workbench.
     """
     from .datasets import load_dataset
-    from .experiment import needs_embedder
 
     started = time.perf_counter()
     settings = settings or SweepSettings()
@@ -397,83 +397,147 @@ def sweep(
         {"space": {k: list(v) for k, v in space.items()}, "settings": dataclasses.asdict(settings),
          "dataset": dataset.name, "dataset_fingerprint": fingerprint, "base_hash": config_hash(base)},
     )
-    outcomes: dict[int, Trial] = {}
-
-    def record(index: int, trial: Trial) -> None:
-        outcomes[index] = trial
-        if on_trial is not None:
-            on_trial(trial)
-
-    # Schedule: a group's first trial (the one that embeds its chunks) runs alone; the rest
-    # of the group follows once the cache holds those vectors.
-    ready: deque[int] = deque()
-    followers: dict[tuple[Any, ...], list[int]] = {}
+    runner = _Runner(trials, store, dataset, sweep_id, on_trial)
     for index, (params, config) in enumerate(trials):
         key = config_hash(config)
         if key in plan.done:
-            record(index, _reused(params, config, store, plan.done[key]))
-        elif not needs_embedder(config):
-            ready.append(index)
-        elif _group_key(config) in followers:
-            followers[_group_key(config)].append(index)
+            runner.record(index, _reused(params, config, store, plan.done[key]))
         else:
-            followers[_group_key(config)] = []
-            ready.append(index)
+            runner.schedule(index)
+    executor = make_executor(settings.executor, dataset, workers=settings.workers,
+                             ray_address=settings.ray_address, progress=progress)
+    try:
+        with store.claims.keep_alive():
+            runner.run(executor, settings.workers)
+    finally:
+        executor.close()
+        runner.release_all()
+    return SweepResult(
+        sweep_id=sweep_id,
+        dataset_name=dataset.name,
+        dataset_fingerprint=fingerprint,
+        trials=tuple(runner.outcomes[i] for i in sorted(runner.outcomes)),
+        wall_s=time.perf_counter() - started,
+    )
 
-    def release(config: PipelineConfig) -> None:
+
+class _Runner:
+    """Runs a sweep's pending trials: claims each in the store, computes it, stores it, once.
+
+    A group's first trial (the one that embeds its chunks) runs alone; the rest of the group
+    follows once the cache holds those vectors. A trial another process has claimed waits
+    until that process stores it (then it is reused) or dies (then it is claimed here).
+    """
+
+    def __init__(self, trials: Sequence[tuple[Mapping[str, Any], PipelineConfig]], store: RunStore,
+                 dataset: Dataset, sweep_id: str, on_trial: Callable[[Trial], None] | None) -> None:
+        self.trials, self.store, self.dataset, self.sweep_id = trials, store, dataset, sweep_id
+        self.fingerprint = dataset.fingerprint()
+        self.on_trial = on_trial
+        self.outcomes: dict[int, Trial] = {}
+        self.ready: deque[int] = deque()
+        self.followers: dict[tuple[Any, ...], list[int]] = {}
+        self.waiting: list[int] = []
+        self.waited: set[int] = set()
+        self.held: dict[int, dt.datetime] = {}  # claimed here, not stored yet: index -> submitted at
+        self.started = dt.datetime.now(dt.timezone.utc)
+
+    def key(self, index: int) -> TrialKey:
+        return TrialKey(config_hash(self.trials[index][1]), self.fingerprint)
+
+    def record(self, index: int, trial: Trial) -> None:
+        self.outcomes[index] = trial
+        if self.on_trial is not None:
+            self.on_trial(trial)
+
+    def schedule(self, index: int) -> None:
+        from .experiment import needs_embedder
+
+        config = self.trials[index][1]
+        group = _group_key(config)
+        if not needs_embedder(config):
+            self.ready.append(index)
+        elif group in self.followers:
+            self.followers[group].append(index)
+        else:
+            self.followers[group] = []
+            self.ready.append(index)
+
+    def release(self, config: PipelineConfig) -> None:
         # Only a trial that embeds fills the cache for its group (a BM25 trial with the same
         # chunking does not). Followers go next: in-process they then reuse the group's index.
-        if needs_embedder(config):
-            ready.extendleft(reversed(followers.pop(_group_key(config), [])))
+        from .experiment import needs_embedder
 
-    executor = make_executor(settings, dataset, progress=progress)
-    submitted: dict[int, dt.datetime] = {}
-    in_flight = 0
-    try:
-        while ready or in_flight:
-            while ready and in_flight < settings.workers:
-                index = ready.popleft()
-                params, config = trials[index]
-                found = store.find(config_hash(config), fingerprint)  # another sweep may have run it
-                if found is not None:
-                    record(index, _reused(params, config, store, found.id))
-                    release(config)
-                    continue
-                submitted[index] = dt.datetime.now(dt.timezone.utc)
-                executor.submit(index, config)
-                in_flight += 1
-            if not in_flight:
-                continue
-            index, outcome = executor.next_done()
-            in_flight -= 1
-            params, config = trials[index]
-            release(config)
-            if isinstance(outcome, BaseException):
-                run_id = store.save_failure(
-                    config, config_hash=config_hash(config), dataset_name=dataset.name,
-                    dataset_fingerprint=fingerprint, started_at=submitted[index],
-                    error=f"{type(outcome).__name__}: {outcome}", sweep_id=sweep_id,
-                )
-                record(index, Trial(params=params, config=config, config_hash=config_hash(config),
-                                    status="failed", run_id=run_id, error=str(outcome)))
-                continue
-            run_id = store.save(outcome, sweep_id=sweep_id)
-            record(index, Trial(
+        if needs_embedder(config):
+            self.ready.extendleft(reversed(self.followers.pop(_group_key(config), [])))
+
+    def claim(self, index: int) -> bool:
+        """Claim trial `index`; True when this process should compute it."""
+        params, config = self.trials[index]
+        state, run_id = self.store.claims.claim(self.key(index))
+        if state == "taken":
+            self.waiting.append(index)
+            self.waited.add(index)
+            return False
+        if state == "done":
+            self.record(index, _reused(params, config, self.store, run_id))
+            self.release(config)
+            return False
+        failed = self.store.find(*astuple(self.key(index)), status="failed") if index in self.waited else None
+        if failed is not None and failed.finished_at >= self.started:  # it failed in the process we waited for
+            self.store.claims.release(self.key(index))
+            self.record(index, Trial(params=params, config=config, config_hash=failed.config_hash,
+                                     status="failed", run_id=failed.id, error=failed.error))
+            self.release(config)
+            return False
+        self.held[index] = dt.datetime.now(dt.timezone.utc)
+        return True
+
+    def run(self, executor: Executor, workers: int) -> None:
+        in_flight = 0
+        while self.ready or in_flight or self.waiting:
+            if not self.ready and not in_flight:  # only trials other processes hold: look again soon
+                time.sleep(_POLL_S)
+            self.ready.extend(self.waiting)
+            self.waiting.clear()
+            while self.ready and in_flight < workers:
+                index = self.ready.popleft()
+                if self.claim(index):
+                    executor.submit(index, self.trials[index][1])
+                    in_flight += 1
+            if in_flight:
+                self.store_outcome(*executor.next_done())
+                in_flight -= 1
+
+    def store_outcome(self, index: int, outcome: ExperimentResult | BaseException) -> None:
+        params, config = self.trials[index]
+        self.release(config)
+        if isinstance(outcome, BaseException):
+            run_id = self.store.save_failure(
+                config, config_hash=config_hash(config), dataset_name=self.dataset.name,
+                dataset_fingerprint=self.fingerprint, started_at=self.held[index],
+                error=f"{type(outcome).__name__}: {outcome}", sweep_id=self.sweep_id,
+            )
+            trial = Trial(params=params, config=config, config_hash=config_hash(config),
+                          status="failed", run_id=run_id, error=str(outcome))
+        else:
+            run_id = self.store.save(outcome, sweep_id=self.sweep_id)
+            trial = Trial(
                 params=params, config=config, config_hash=outcome.config_hash, status="computed",
                 run_id=run_id, aggregates=dict(outcome.aggregates),
                 duration_s=(dt.datetime.fromisoformat(outcome.finished_at)
                             - dt.datetime.fromisoformat(outcome.started_at)).total_seconds(),
                 embedded_texts=int(outcome.embedding_stats.get("misses", 0)),
-            ))
-    finally:
-        executor.close()
-    return SweepResult(
-        sweep_id=sweep_id,
-        dataset_name=dataset.name,
-        dataset_fingerprint=fingerprint,
-        trials=tuple(outcomes[i] for i in sorted(outcomes)),
-        wall_s=time.perf_counter() - started,
-    )
+            )
+        self.store.claims.release(self.key(index))
+        del self.held[index]
+        self.record(index, trial)
+
+    def release_all(self) -> None:
+        """Drop the claims of trials that never got stored (the sweep was interrupted)."""
+        for index in list(self.held):
+            self.store.claims.release(self.key(index))
+        self.held.clear()
 
 
 def _reused(params: Mapping[str, Any], config: PipelineConfig, store: RunStore, run_id: str) -> Trial:
@@ -498,25 +562,38 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
     from .config import load_config
 
     path = Path(path)
+    where = f"sweep file {str(path)!r}"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"sweep file {str(path)!r} does not exist") from None
+        raise ConfigError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where} is a folder; give the path of a sweep .toml file") from None
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding
+        raise ConfigError(f"{where} is not UTF-8 TOML ({exc}); save it as UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep file {str(path)!r} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
     known = {f.name for f in dataclasses.fields(SweepSpec)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in sweep file {str(path)!r}; known keys are {sorted(known)}")
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; known keys are {sorted(known)}")
+    for key, example in (("name", '"sizes"'), ("dataset", '"cranfield" or a folder path')):
+        if key in data and not (isinstance(data[key], str) and data[key].strip()):
+            raise ConfigError(f"{key} = {data[key]!r} in {where} must be a non-empty string, e.g. {key} = {example}")
+    for key in ("space", "settings"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise ConfigError(f"{key} = {data[key]!r} in {where} must be a table ([{key}])")
     base_data = data.get("base", {})
     if isinstance(base_data, str):
         base = load_config(path.parent / base_data)
-    else:
+    elif isinstance(base_data, Mapping):
         base = from_dict(PipelineConfig, {"name": data.get("name", path.stem), **base_data}, where="base")
+    else:
+        raise ConfigError(f"base = {base_data!r} in {where} must be a [base] table or the path of a config file")
     space = data.get("space", {})
-    if not isinstance(space, Mapping) or not space:
+    if not space:
         raise ConfigError(
-            f"sweep file {str(path)!r} needs a [space] table, e.g. \"chunking.size\" = [128, 256]"
+            f"{where} needs a [space] table, e.g. \"chunking.size\" = [128, 256]"
         )
     return SweepSpec(
         name=data.get("name", path.stem),
