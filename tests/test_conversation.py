@@ -17,7 +17,7 @@ from anthropic_server import AnthropicServer  # noqa: E402
 
 from workbench.budget import SUMMARY_PREFIX, BudgetError  # noqa: E402
 from workbench.config import PipelineConfig, replace_path  # noqa: E402
-from workbench.conversation import SUMMARY_QUESTION, Conversation  # noqa: E402
+from workbench.conversation import SUMMARY_QUESTION, Conversation, answered_by  # noqa: E402
 from workbench.datasets import Dataset  # noqa: E402
 from workbench.experiment import build_pipeline  # noqa: E402
 from workbench.types import Document  # noqa: E402
@@ -81,6 +81,7 @@ def test_history_is_sent_each_turn_and_its_cached_prefix_is_measured(api):
         assert cost.input_tokens == sum(recorded.usage[k] for k in (
             "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     assert turns[0].cost.cached_prefix_tokens == 0
+    assert answered_by(chat.pipeline.config, turns[0].response) == "answered by Claude `claude-haiku-4-5`"
     # from turn 3 on the turns before the newest one are read from the cache: cheaper than resending them
     assert turns[2].cost.cached_prefix_tokens > turns[1].cost.cached_prefix_tokens > 0
     assert turns[3].cost.with_caching_usd < turns[3].cost.without_caching_usd
@@ -117,6 +118,8 @@ def test_offline_turns_are_estimated_and_labelled(api):
     chat = Conversation(build_pipeline(cfg, DATASET), count=words)
     turns = [chat.ask(q) for q in QUESTIONS]
     assert not any(t.cost.counted for t in turns) and api.requests == []
+    said = answered_by(cfg, turns[0].response)
+    assert said.startswith("answered by the offline extractive generator") and "no LLM" in said
     assert turns[0].cost.cached_prefix_tokens == 0
     assert turns[3].cost.cached_prefix_tokens > turns[2].cost.cached_prefix_tokens > turns[1].cost.cached_prefix_tokens
     assert turns[3].cost.with_caching_usd < turns[3].cost.without_caching_usd

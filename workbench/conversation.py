@@ -21,12 +21,31 @@ from .prices import price_of, usage_cost
 from .types import Chunk, Hit, Usage
 
 if TYPE_CHECKING:
+    from .config import PipelineConfig
     from .experiment import Pipeline
     from .results import Response
 
-__all__ = ["Conversation", "ChatTurn", "TurnCost", "SUMMARY_QUESTION"]
+__all__ = ["Conversation", "ChatTurn", "TurnCost", "SUMMARY_QUESTION", "answered_by"]
 
 SUMMARY_QUESTION = "Summarise the earlier conversation: what the user asked and what was answered."
+
+
+def answered_by(config: PipelineConfig, response: Response) -> str:
+    """Which generator (and model, when there is one) produced the response's text, in words.
+
+    The routed model id names a price, not the generator: an extractive answer was written by
+    no model at all, so it must not read "claude-haiku-4-5".
+    """
+    kind, model = config.generation.kind, response.answer.usage.model or response.model
+    if kind == "anthropic":
+        return f"answered by Claude `{model}`"
+    if kind == "local":
+        name = model if model.endswith(".gguf") else "the packaged Gemma 3 270M"
+        return f"answered by the local model {name} (llama.cpp, on this machine)"
+    if kind == "extractive":
+        return (f"answered by the offline extractive generator (sentences picked from the passages, no LLM); "
+                f"costs priced as if `{response.model}` had answered")
+    return f"answered by the {kind!r} generator"
 
 
 @dataclass(frozen=True, kw_only=True)
