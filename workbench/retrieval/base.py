@@ -22,9 +22,13 @@ class Retriever(Protocol):
 
     Built by `Kind.from_config(config: RetrievalConfig, resources: Resources)` over
     `resources.chunks`. Each of ours also has `retrieve(query, k, where)`, the same for one query.
+    `vectors`, when given, are the queries' embeddings (rows in order), which the caller already
+    computed: a retriever that embeds queries uses them instead; one that does not ignores them.
     """
 
-    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, where: Filter | None = None, *, vectors: np.ndarray | None = None
+    ) -> list[list[Hit]]:
         """For each query, its k best hits (fewer when fewer chunks pass `where`), ranked 1..k."""
         ...
 

@@ -219,8 +219,10 @@ class BM25Retriever:
         """
         return self.retrieve_many([query], k, where)[0]
 
-    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
-        """`retrieve` for each query, evaluating the filter once."""
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, where: Filter | None = None, *, vectors: np.ndarray | None = None
+    ) -> list[list[Hit]]:
+        """`retrieve` for each query, evaluating the filter once (`vectors` are not needed)."""
         check_k(k)
         mask = filter_mask(self.chunks, where)
         results = []

@@ -138,12 +138,14 @@ class DenseRetriever:
         """
         return self.retrieve_many([query], k, where)[0]
 
-    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
-        """`retrieve` for each query: one embedding batch, one index search."""
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, where: Filter | None = None, *, vectors: np.ndarray | None = None
+    ) -> list[list[Hit]]:
+        """`retrieve` for each query: one embedding batch (unless `vectors` are given), one index search."""
         check_k(k)
         if not queries:
             return []
-        return self.search(self.embedder.embed(list(queries)), k, where)
+        return self.search(self.embedder.embed(list(queries)) if vectors is None else vectors, k, where)
 
     def search(self, vectors: np.ndarray, k: int, where: Filter | None = None) -> list[list[Hit]]:
         """The k nearest chunks to each query vector (rows of `vectors`), among those passing `where`.

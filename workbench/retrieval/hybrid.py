@@ -12,6 +12,8 @@ from .bm25 import BM25Retriever
 from .dense import DenseRetriever
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..embedding import Embedder
     from ..resources import Resources
 
@@ -120,11 +122,13 @@ class HybridRetriever:
         """
         return self.retrieve_many([query], k, where)[0]
 
-    def retrieve_many(self, queries: Sequence[str], k: int, where: Filter | None = None) -> list[list[Hit]]:
-        """`retrieve` for each query, batching the dense side."""
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, where: Filter | None = None, *, vectors: np.ndarray | None = None
+    ) -> list[list[Hit]]:
+        """`retrieve` for each query, batching the dense side (from `vectors` when given)."""
         check_k(k)
         depth = max(self.config.fusion_depth, k)
-        dense = self.dense.retrieve_many(queries, depth, where)
+        dense = self.dense.retrieve_many(queries, depth, where, vectors=vectors)
         sparse = self.sparse.retrieve_many(queries, depth, where)
         return [self._fuse(d, s, self.config)[:k] for d, s in zip(dense, sparse)]
 
