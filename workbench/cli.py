@@ -275,6 +275,86 @@ def _add_agents_command(sub: argparse._SubParsersAction) -> None:
     ag.set_defaults(func=_agents)
 
 
+# -- vector databases ------------------------------------------------------------------------
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .config import PipelineConfig, load_config
+    from .ingest import index_folder, ingest, ingest_every, parse_interval
+
+    config = load_config(args.config) if args.config else PipelineConfig()
+    folder = index_folder(args.index)
+
+    def run():  # type: ignore[no-untyped-def]
+        return ingest(args.folder, folder, config=config, backend=args.backend, url=args.url)
+
+    def show(report) -> None:  # type: ignore[no-untyped-def]
+        print(json.dumps(dataclasses.asdict(report), sort_keys=True) if args.json else report.summary(), flush=True)
+
+    if args.every:
+        try:
+            return 1 if ingest_every(parse_interval(args.every), run, show, runs=args.runs) else 0
+        except KeyboardInterrupt:
+            return 0
+    try:
+        show(run())
+    except (ValueError, OSError) as exc:  # configs, folders, backends (VectorStoreError is a ValueError)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a database that died mid-ingest: the manifest lets it resume
+        print(f"error: {type(exc).__name__}: {exc}; run the same command again to resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _vectordb(args: argparse.Namespace) -> int:
+    import json
+
+    from .datasets import load_dataset
+    from .evaluation.vectordb import BACKEND_CHOICES, compare_backends, format_table, synthetic_comparison
+
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKEND_CHOICES]
+    if unknown:
+        print(f"error: unknown backends {unknown}; choose from {sorted(BACKEND_CHOICES)}", file=sys.stderr)
+        return 2
+    results = compare_backends(load_dataset(args.dataset), names, queries=args.queries)
+    if args.scale:
+        results += synthetic_comparison(args.scale, names, queries=args.queries)
+    for result in results:
+        if args.json:
+            print(json.dumps(result.to_dict(), sort_keys=True))
+    if not args.json:
+        print(format_table(results))
+    return 0
+
+
+def _add_vector_commands(sub: argparse._SubParsersAction) -> None:
+    from .vectorstores import BACKENDS
+
+    ing = sub.add_parser("ingest", help="build or update a persistent vector index of a folder (changed documents only)")
+    ing.add_argument("folder", help="a folder of .txt/.md/.html/.pdf files")
+    ing.add_argument("--index", required=True, help="index name (kept in data/indexes/NAME) or a folder path")
+    ing.add_argument("--backend", choices=sorted(BACKENDS), help="backend of a new index (default: the config's)")
+    ing.add_argument("--url", help="server of a new index (postgresql://..., http://host:port); default embedded")
+    ing.add_argument("--config", help="a TOML config: chunking, embedding and index settings")
+    ing.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    ing.add_argument("--every", help="repeat on a schedule, e.g. 10m, 1h (Ctrl-C stops)")
+    ing.add_argument("--runs", type=int, help="with --every: stop after N runs")
+    ing.set_defaults(func=_ingest)
+    vd = sub.add_parser("vectordb", help="compare vector backends: recall vs exact, filters, latency, size, memory")
+    vd.add_argument("--dataset", default="chunking", help="bundled name (cranfield, chunking) or a folder")
+    vd.add_argument("--backends", default="faiss-flat,faiss-hnsw,pgvector,chroma,lancedb,milvus,qdrant-local",
+                    help="comma-separated backends (see workbench.evaluation.vectordb.BACKEND_CHOICES)")
+    vd.add_argument("--scale", type=int, action="append", help="also run on N synthetic 384-d vectors; repeat")
+    vd.add_argument("--queries", type=int, default=200, help="queries per run (default 200)")
+    vd.add_argument("--json", action="store_true", help="one JSON object per backend and run")
+    vd.set_defaults(func=_vectordb)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
@@ -287,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_store_errors(_evaluate))
     _add_run_commands(sub)
     _add_agents_command(sub)
+    _add_vector_commands(sub)
     return parser
 
 

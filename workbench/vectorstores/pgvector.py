@@ -83,7 +83,8 @@ class PgvectorIndex(BaseIndex):
 
             url = embedded_server(spec.folder / "postgres" if spec.folder is not None else cache_dir() / "postgres")
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, math.ceil(spec.timeout_s)))
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, math.ceil(spec.timeout_s)),
+                                         application_name=f"workbench:{spec.name}")
         except psycopg.OperationalError as exc:
             raise VectorStoreError(f"cannot connect to PostgreSQL at {spec.url or url!r} ({exc}); check the URL") from None
         self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
