@@ -16,7 +16,17 @@ if TYPE_CHECKING:
     from ..datasets import Dataset
     from .store import TraceStore
 
-__all__ = ["LatencySummary", "TraceMetrics", "trace_metrics", "metrics_by_tag", "percentiles_over_time"]
+__all__ = [
+    "LatencySummary",
+    "TraceMetrics",
+    "trace_metrics",
+    "metrics_by_tag",
+    "percentiles_over_time",
+    "CostProjection",
+    "monthly_projection",
+    "CacheRates",
+    "measured_cache_rates",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,3 +203,88 @@ def percentiles_over_time(store: TraceStore, where: TraceFilter | None = None, *
         "p99_ms": 1e3 * grouped.quantile(0.99),
     }).reset_index()
     return out[columns]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostProjection:
+    """One user's or feature's spend in the traces, projected to a month and held against a budget."""
+
+    tag: str  # the user or feature ("" = untagged; "all" for every trace)
+    requests: int
+    spent_usd: float
+    days_observed: float  # first trace to `now`, at least one day (a few minutes of traffic is not a month)
+    monthly_usd: float  # spent_usd / days_observed * days_per_month: a linear projection
+    budget_usd: float | None
+    over_budget: bool
+
+
+def monthly_projection(
+    store: TraceStore,
+    by: Literal["user", "feature"] | None = None,
+    *,
+    budget_usd: float | None = None,
+    where: TraceFilter | None = None,
+    now: Any = None,
+    days_per_month: float = 30.0,
+) -> list[CostProjection]:
+    """Monthly cost per user or per feature (or of all traces, `by=None`), projected linearly from
+    the traces' recorded cost since each tag's first trace, highest first.
+
+    Raises:
+        ValueError: an unknown `by`, a negative budget or a non-positive `days_per_month`.
+    """
+    import datetime as dt
+
+    if by not in (None, "user", "feature"):
+        raise ValueError(f"unknown tag {by!r}; choose one of ['feature', 'user'] or None for all traces")
+    if budget_usd is not None and not budget_usd >= 0:
+        raise ValueError(f"budget_usd={budget_usd} must be >= 0 (a monthly amount in USD)")
+    if not days_per_month > 0:
+        raise ValueError(f"days_per_month={days_per_month} must be positive")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    groups: dict[str, list[Any]] = {}
+    for r in store.traces(where):
+        groups.setdefault("all" if by is None else (r.user if by == "user" else r.feature), []).append(r)
+    out = []
+    for tag, records in groups.items():
+        spent = sum(r.cost_usd for r in records)
+        days = max(1.0, (now - min(r.started_at for r in records)).total_seconds() / 86400)
+        monthly = spent / days * days_per_month
+        out.append(CostProjection(tag=tag, requests=len(records), spent_usd=spent, days_observed=days,
+                                  monthly_usd=monthly, budget_usd=budget_usd,
+                                  over_budget=budget_usd is not None and monthly > budget_usd))
+    return sorted(out, key=lambda p: -p.monthly_usd)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheRates:
+    """Cache hit rates measured on the traced traffic (None where the traces hold no evidence)."""
+
+    prompt_cache_requests: int  # requests that wrote or read the prompt cache
+    prompt_cache_hit_rate: float | None  # of those, the share that read it
+    response_cache_lookups: int
+    response_cache_hit_rate: float | None
+
+
+def measured_cache_rates(store: TraceStore, where: TraceFilter | None = None) -> CacheRates:
+    """The prompt-cache and response-cache hit rates of the traced "answer" requests.
+
+    A request used the prompt cache when its usage wrote or read cache tokens, and hit it when
+    it read some. A response-cache lookup is a request with a `response_cache` stage; a hit is
+    one that then generated nothing.
+    """
+    import dataclasses
+
+    base = dataclasses.replace(where or TraceFilter(), operation="answer")
+    records = store.traces(base)
+    cached = [r for r in records if r.cache_read_tokens or r.cache_write_tokens]
+    stages = store.stage_frame(base)
+    looked = set(stages.loc[stages["stage"] == "response_cache", "trace_id"])
+    generated = set(stages.loc[stages["stage"] == "generate", "trace_id"])
+    hits = looked - generated
+    return CacheRates(
+        prompt_cache_requests=len(cached),
+        prompt_cache_hit_rate=sum(r.cache_read_tokens > 0 for r in cached) / len(cached) if cached else None,
+        response_cache_lookups=len(looked),
+        response_cache_hit_rate=len(hits) / len(looked) if looked else None,
+    )
