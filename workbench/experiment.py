@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import tracing
+from .tracing import spans as tracing  # the recording side only: the trace store sits above the runner
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores

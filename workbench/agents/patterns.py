@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
-from .. import tracing
+from ..tracing import spans as tracing
 from .models import AgentModel, ModelRequest, ModelTurn
 from .tasks import Environment, Task
 from .tools import Tool, ToolCall, ToolResult, run_tool

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .. import tracing
+from ..tracing import spans as tracing
 from .metrics import (
     invalid_call_rate,
     mean_pass_at_k,

@@ -295,7 +295,7 @@ def _fit(pairs: list[Pair], config: TrainConfig) -> tuple[Any, list[float], int]
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
-    from transformers.utils import logging as hf_logging
+    from transformers.trainer_callback import PrinterCallback
 
     set_seed(config.seed)  # the new classification head's initial weights
     steps = config.epochs * math.ceil(len(pairs) / config.batch_size)
@@ -311,12 +311,8 @@ def _fit(pairs: list[Pair], config: TrainConfig) -> tuple[Any, list[float], int]
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=BinaryCrossEntropyLoss(model))
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the trainer logs each step's loss; they go into the report instead
-        try:
-            trainer.train()
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        trainer.remove_callback(PrinterCallback)  # it prints every step's loss; they go into the report instead
+        trainer.train()
     model.model.eval()
     losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
     return model, losses, trainer.state.global_step

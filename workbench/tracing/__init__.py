@@ -29,7 +29,10 @@ from .spans import (
     tags,
     tracing_enabled,
 )
+from .spans import use_store
 from .store import FeedbackRecord, SQLiteSpanExporter, SpanRecord, TraceFilter, TraceRecord, TraceStore
+
+use_store(TraceStore, SQLiteSpanExporter)  # the live tracer (spans, a lower floor) writes to this store
 
 __all__ = [
     "STAGES",

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..config import PipelineConfig
     from ..results import Response
     from ..types import Answer, Hit
-    from .store import TraceStore
+    from .store import SQLiteSpanExporter, TraceStore
 
 __all__ = [
     "STAGES",
@@ -81,6 +81,16 @@ _auto = os.environ.get("WORKBENCH_TRACING", "").strip().lower() in ("1", "true",
 # the request open in this context, else the last one finished in it (`_done`): one variable set per request
 _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("workbench_request", default=None)
 _tags: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("workbench_trace_tags", default={})
+# Where `enable_tracing` writes: the trace store and its span exporter, handed over by the
+# `workbench.tracing` package (which runs before this module can be used), so that the runner
+# and the stages, which import this module, never import the stores above them.
+_stores: tuple[type[TraceStore], type[SQLiteSpanExporter]] | None = None
+
+
+def use_store(store: type[TraceStore], exporter: type[SQLiteSpanExporter]) -> None:
+    """Set the trace store class `enable_tracing` opens and the exporter that writes to it."""
+    global _stores
+    _stores = (store, exporter)
 
 
 def enable_tracing(
@@ -114,7 +124,9 @@ def enable_tracing(
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
 
-    from .store import SQLiteSpanExporter, TraceStore  # here: .store imports this module
+    if _stores is None:  # pragma: no cover - `workbench.tracing` sets it on import
+        raise RuntimeError("import workbench.tracing (not only workbench.tracing.spans) before enabling tracing")
+    TraceStore, SQLiteSpanExporter = _stores  # noqa: N806 - the classes `use_store` was given
 
     global _state
     if otlp is None:
