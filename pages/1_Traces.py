@@ -109,6 +109,23 @@ for col, key, up in ((fb_cols[0], "traces_thumbs_up", True), (fb_cols[1], "trace
 for f in store.feedback(trace_id):
     st.caption(f"{f.created_at:%Y-%m-%d %H:%M} {'👍' if f.score > 0 else '👎'} {f.comment}")
 
+def show_budget(store: tracing.TraceStore, tag: str, where: tracing.TraceFilter) -> None:
+    """Monthly cost per user or feature projected from the traces, with a warning past the budget."""
+    from workbench.tracing.metrics import monthly_projection
+
+    budget = st.number_input("Monthly budget per " + tag + " (USD)", 0.0, 1e9, 100.0, 10.0, key="traces_budget")
+    projected = monthly_projection(store, tag, budget_usd=budget, where=where)  # type: ignore[arg-type]
+    st.dataframe([{tag: p.tag or "(untagged)", "requests": p.requests, "spent USD": round(p.spent_usd, 6),
+                   "days observed": round(p.days_observed, 2), "projected USD / month": round(p.monthly_usd, 4)}
+                  for p in projected], hide_index=True, key="traces_projection")
+    over = [p for p in projected if p.over_budget]
+    if over:
+        st.warning(f"Projected past the ${budget:,.2f} monthly budget: " + ", ".join(
+            f"{p.tag or '(untagged)'} ${p.monthly_usd:,.2f}" for p in over)
+            + " (a linear projection of the traced cost since the first trace; at least one day observed)")
+    st.caption("Projection: spent / days observed x 30; recorded costs are the traces' own (counted or priced).")
+
+
 # --- metrics over the filtered traces -----------------------------------------------------------
 st.subheader("Latency, cost and quality")
 metrics = tracing.trace_metrics(store, where)
@@ -124,6 +141,7 @@ st.plotly_chart(plots.trace_percentiles_figure(tracing.percentiles_over_time(sto
                 key="traces_percentiles")
 tag = st.radio("Per", ["user", "feature"], horizontal=True, key="traces_by")
 st.dataframe(tracing.metrics_by_tag(store, tag, where), hide_index=True, key="traces_by_tag")
+show_budget(store, tag, where)
 
 # --- feedback into evaluation data --------------------------------------------------------------
 with st.expander("Export traces with feedback as an evaluation dataset"):

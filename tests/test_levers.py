@@ -120,3 +120,27 @@ def test_levers_label_measured_and_assumed_and_feed_the_cost_model():
     with pytest.raises(ValueError, match="batch_share"):
         levers(typed, batch_share=1.5, batch_from="run")
     assert load_prices()  # the price table the figures use
+
+
+@pytest.mark.slow  # the Streamlit page
+def test_the_traces_page_warns_when_a_projection_crosses_the_budget(api, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    gen_config = GenerationConfig(kind="anthropic", base_url=api.url)
+    config = replace_path(replace_path(replace_path(PipelineConfig(name="page"), "retrieval.kind", "bm25"),
+                                       "chunking.method", "none"), "generation", gen_config)
+    pipeline = build_pipeline(config, Dataset(name="p", documents=(Document(id="e", text="Everest is high."),),
+                                              queries={"q": "x"}))
+    store = tracing.enable_tracing(tmp_path / "runs.sqlite", otlp=False)
+    try:
+        with tracing.tags(user="ada", feature="chat"):
+            pipeline.answer("How high is Everest?")
+        assert tracing.flush()
+    finally:
+        tracing.disable_tracing()
+    monkeypatch.setenv("WORKBENCH_STORE", str(store.path))
+    page = AppTest.from_file(str(Path(__file__).parent.parent / "pages" / "1_Traces.py"), default_timeout=60).run()
+    assert not page.exception and not page.warning  # $100 a month is far above one request's cost
+    page.number_input(key="traces_budget").set_value(0.0).run()
+    assert not page.exception
+    assert len(page.warning) == 1 and "Projected past the $0.00 monthly budget: ada $" in page.warning[0].value
