@@ -101,3 +101,28 @@ def test_cascade_keeps_the_cheapest_grounded_answer(cranfield) -> None:
     # extractive answers quote the context, so they are grounded and the first tier suffices
     assert pipeline.router is None
     assert response.model == config.routing.tiers[0] and len(response.attempts) == 1
+
+
+def test_query_embedding_is_its_own_stage_and_says_when_it_was_cached(embedder) -> None:
+    import uuid
+
+    from workbench.datasets import Dataset
+    from workbench.types import Document
+
+    docs = tuple(Document(id=f"d{i}", text=t) for i, t in enumerate(
+        ["Laminar flow over a flat plate.", "Shock waves in supersonic nozzles.", "Heat transfer in slabs."]))
+    dataset = Dataset(name="tiny", documents=docs, queries={"q": "supersonic shock"})
+    question = f"shock waves at mach {uuid.uuid4().hex[:8]}"  # never embedded before
+    base = PipelineConfig()
+    for kind in ("dense", "hybrid"):
+        config = replace_path(replace_path(base, "retrieval.kind", kind), "retrieval.k", 2)
+        pipeline = build_pipeline(config, dataset, embedder=embedder)
+        hits, stages = pipeline.search(question)
+        # dense computes the new query's vector; hybrid, after it, reads it from the cache and says so
+        assert set(stages) == ({"embed", "retrieve"} if kind == "dense" else {"embed_cached", "retrieve"})
+        assert len(hits) == 2 and all(v >= 0 for v in stages.values())
+        looked_up = embedder.stats.hits + embedder.stats.misses
+        assert set(pipeline.search(question)[1]) == {"embed_cached", "retrieve"}
+        assert embedder.stats.hits + embedder.stats.misses == looked_up + 1  # the retriever used the stage's vector
+    bm25 = build_pipeline(replace_path(base, "retrieval.kind", "bm25"), dataset, embedder=embedder)
+    assert set(bm25.search(question)[1]) == {"retrieve"}

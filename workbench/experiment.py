@@ -27,6 +27,8 @@ from .results import ExperimentResult, QueryRow, Response
 from .types import Answer, Chunk, Hit, Span, Usage
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .batches import BatchLedger, BatchRun, PollPolicy
     from .embedding import Embedder
     from .generation import Generator
@@ -68,11 +70,11 @@ class Pipeline:
         """
         rr = self.config.reranking
         with tracing.request("search", query, self.config):  # a no-op inside `answer`'s request
-            timings = self._embed_query(query) if self.config.retrieval.kind != "bm25" else {}
+            vectors, timings = self._embed_query(query) if self.config.retrieval.kind != "bm25" else (None, {})
             t0 = time.perf_counter()
             depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
             span = tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth)
-            hits = self.retriever.retrieve_many([query], depth, where)[0]
+            hits = self.retriever.retrieve_many([query], depth, where, vectors=vectors)[0]
             span.end(hits=hits)  # a stage that raises ends, failed, with its request
             timings["retrieve"] = time.perf_counter() - t0
             if self.reranker is not None and hits:
@@ -87,21 +89,20 @@ class Pipeline:
         return hits, timings
 
 
-    def _embed_query(self, query: str) -> dict[str, float]:
-        """Embed the query as its own timed stage: "embed" when computed, "embed_cached" when read.
+    def _embed_query(self, query: str) -> tuple[np.ndarray, dict[str, float]]:
+        """The query's vector, embedded as its own timed stage ("embed", or "embed_cached" when read).
 
-        The retriever then reads the vector from the embedder's memory, so "retrieve" is the
-        search alone, and a config whose queries another config already embedded is not shown
-        as if its retrieval were free.
+        The retriever searches with this vector, so "retrieve" is the search alone, and a config
+        whose queries another config already embedded is not shown as if its retrieval were free.
         """
         assert self.embedder is not None  # every retrieval kind but bm25 embeds (needs_embedder)
         misses = self.embedder.stats.misses
         t0 = time.perf_counter()
         span = tracing.stage("embed", model=self.embedder.model_id)
-        self.embedder.embed([query])
+        vectors = self.embedder.embed([query])
         cached = self.embedder.stats.misses == misses
         span.end(cached=cached)
-        return {"embed_cached" if cached else "embed": time.perf_counter() - t0}
+        return vectors, {"embed_cached" if cached else "embed": time.perf_counter() - t0}
 
     @functools.cached_property
     def router(self) -> Router | None:
