@@ -396,3 +396,79 @@ def test_cli_prints_snake_case_figures_and_stores_trials_once(tmp_path, capsys):
     assert report.summary()["success_rate"] == 1.0 and len(report.trials) == 4
     assert main(["agents", "--tasks", "nope", "--store", str(store)]) == 2
     assert "unknown task ids ['nope']" in capsys.readouterr().err
+
+
+# --- the documents environment ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library():
+    from workbench.agents.documents import documents_environment
+    from workbench.datasets import Dataset
+    from workbench.types import Document, Span
+
+    docs = (
+        Document(id="d1", text="Supersonic wings need thin airfoils to delay shock waves.", metadata={"kind": "aero"}),
+        Document(id="d2", text="Boundary layers thicken downstream of the leading edge.", metadata={"kind": "aero"}),
+        Document(id="d3", text="Bread rises because yeast makes carbon dioxide.", metadata={"kind": "food"}),
+    )
+    data = Dataset(name="tiny", documents=docs,
+                   queries={"q1": "why are supersonic wings thin", "q2": "why does bread rise"},
+                   spans={"q1": (Span(doc_id="d1", start=0, end=40),), "q2": (Span(doc_id="d3", start=0, end=30),)})
+    return documents_environment(data)
+
+
+def test_documents_tasks_succeed_only_when_a_relevant_document_is_cited(library):
+    report = run_agents(library, AgentConfig(env="documents", pattern="react"))
+    assert report.summary()["success_rate"] == 1.0 and {t.task_id for t in report.trials} == {"q1", "q2"}
+    q1 = library.task("q1")
+    assert library.check(q1, q1.start, "Thin airfoils delay shocks [d1].")
+    assert not library.check(q1, q1.start, "Yeast [d3].") and not library.check(q1, q1.start, "no citation")
+    baseline = run_agents(library, AgentConfig(env="documents", pattern="baseline"))
+    assert baseline.summary()["success_rate"] == 0.0
+
+
+def test_documents_search_filters_and_read_errors(library):
+    tools = library.tool_map
+    _, found = run_tool(tools, call("search_documents", query="wings bread", limit=5, filter={"kind": "food"}), {"seen": []})
+    assert {hit["doc_id"] for hit in json.loads(found.content)} == {"d3"}
+    _, missing = run_tool(tools, call("read_document", id="d9"), {"seen": []})
+    assert missing.error == "tool_error" and "d9" in missing.content
+    _, bad = run_tool(tools, call("search_documents", query="x", limit=0), {"seen": []})
+    assert bad.error == "invalid_arguments"
+
+
+# --- the local Gemma (one model load for the module) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is not installed")
+    from workbench.agents import LocalAgentModel
+
+    return LocalAgentModel(max_tokens=96)
+
+
+@pytest.mark.slow
+def test_gemma_replies_with_a_schema_valid_call_or_finish(gemma, env):
+    from workbench.agents.models import ModelRequest
+    from workbench.agents.patterns import initial_state
+
+    task = env.task("easy-09")
+    gemma.example = env.example
+    turn = gemma.respond(ModelRequest(system=env.system, messages=initial_state(env, task)["messages"], tools=env.tools))
+    assert turn.invalid is None and turn.usage.input_tokens > 100 and turn.usage.output_tokens > 0
+    for made in turn.calls:  # the grammar admits only offered tools with schema-valid arguments
+        _, result = run_tool(env.tool_map, made, task.start)
+        assert result.error in (None, "tool_error")
+
+
+@pytest.mark.slow
+def test_gemma_output_cut_off_is_an_invalid_turn_not_a_crash(gemma, env):
+    from workbench.agents.models import LocalAgentModel
+
+    short = LocalAgentModel(max_tokens=3)  # the same loaded model; the JSON cannot close in 3 tokens
+    task = env.task("easy-09")
+    result = run_trial(env, task, AgentConfig(pattern="react", max_steps=1, model="local"), short)
+    assert result.status == "step_limit" and result.invalid_calls == 1 and result.llm_calls == 1
+    assert all("malformed" in e["invalid"] for e in result.events if e["kind"] == "llm")

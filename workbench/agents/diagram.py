@@ -232,6 +232,16 @@ SYSTEM = (
 )
 
 
+EXAMPLE = "\n".join([
+    "Instruction: Add a queue node named jobs with engine sqs, and connect api to it.",
+    'Call: {"tool": "add_node", "arguments": {"name": "jobs", "type": "queue", "properties": {"engine": "sqs"}}}',
+    "Result: added queue node 'jobs'",
+    'Call: {"tool": "add_edge", "arguments": {"source": "api", "target": "jobs"}}',
+    "Result: added edge api -> jobs",
+    'Call: {"tool": "finish", "answer": "Added jobs and connected api to it."}',
+])
+
+
 def _task_from_line(number: int, line: str, source: Path) -> Task:
     where = f"{source}:{number}"
     try:
@@ -290,4 +300,4 @@ def diagram_environment(path: str | Path | None = None) -> Environment:
     """The diagram environment over a task file (default: the bundled tasks)."""
     return Environment(name="diagram", tools=diagram_tools(), system=SYSTEM, tasks=load_diagram_tasks(path),
                        check=_check, baseline_schema=DIAGRAM_SCHEMA, from_baseline=_from_baseline,
-                       show=lambda diagram: json.dumps(diagram, sort_keys=True))
+                       show=lambda diagram: json.dumps(diagram, sort_keys=True), example=EXAMPLE)

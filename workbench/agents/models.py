@@ -175,18 +175,31 @@ def _render_content(content: Any) -> str:
     return "\n".join(parts)
 
 
-def completion_prompt(request: ModelRequest) -> str:
-    """The request as a plain completion prompt for a base model (no chat template)."""
+def _signature(tool: Tool) -> str:
+    schema = tool.input_schema
+    required = set(schema.get("required", ()))
+    names = [n if n in required else f"{n}?" for n in schema.get("properties", {})]
+    return f"{tool.name}({', '.join(names)})"
+
+
+def completion_prompt(request: ModelRequest, example: str = "") -> str:
+    """The request as a plain completion prompt for a base model (no chat template).
+
+    Tools are listed as signatures (the grammar enforces their schemas, so the prompt stays
+    short); `example` is a worked transcript in the same format (few-shot).
+    """
     lines = [request.system, ""]
     if request.tools:
         lines.append("Tools:")
-        lines += [f"- {t.name}: {t.description} Arguments: {json.dumps(dict(t.input_schema), sort_keys=True)}"
-                  for t in request.tools]
-        finish = ' or {"tool": "finish", "answer": "..."} when done' if request.purpose == "act" else ""
-        lines += ["", f'Answer with one JSON object: {{"tool": NAME, "arguments": {{...}}}}{finish}.', ""]
+        lines += [f"- {_signature(t)}: {t.description}" for t in request.tools]
+        finish = ', or {"tool": "finish", "answer": "..."} when done' if request.purpose == "act" else ""
+        lines += ["", f'Each reply is one JSON object: {{"tool": NAME, "arguments": {{...}}}}{finish}.', ""]
+    if example and request.purpose == "act":
+        lines += ["Example:", example, ""]
     for message in request.messages:
         text = _render_content(message["content"])
-        lines.append(("User: " if message["role"] == "user" else "") + text)
+        lines.append(("Instruction: " if message is request.messages[0] else "User: " if message["role"] == "user" else "")
+                     + text)
     lines.append("Reply:" if request.purpose == "answer" else "Call:")
     return "\n".join(lines)
 
@@ -202,13 +215,14 @@ class LocalAgentModel:
     """
 
     def __init__(self, *, model_path: str | None = None, n_ctx: int = 4096, threads: int = 1,
-                 max_tokens: int = 256, temperature: float = 0.0) -> None:
+                 max_tokens: int = 256, temperature: float = 0.0, example: str = "") -> None:
         from ..generation.offline import _load_llama, gemma_path
 
         self.model_path = model_path or gemma_path()
         self.llm = _load_llama(self.model_path, n_ctx, threads)  # the generator's loader: one copy per process
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.example = example
         self._grammars: dict[str, Any] = {}
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:
@@ -221,7 +235,7 @@ class LocalAgentModel:
 
     def respond(self, request: ModelRequest) -> ModelTurn:
         """One grammar-constrained completion, parsed into a tool call, a final answer or an invalid turn."""
-        prompt = completion_prompt(request)
+        prompt = completion_prompt(request, self.example)
         started = time.perf_counter()
         text, first, output_tokens = "", None, 0
         for chunk in self.llm.create_completion(

@@ -243,7 +243,7 @@ def compare_reports(a: AgentReport, b: AgentReport, *, seed: int = 0) -> Any:
     return compare_paired(a.per_task_success(), b.per_task_success(), metric="success", seed=seed)
 
 
-def make_model(name: str, task: Task, *, temperature: float = 0.0, base_url: str = "") -> AgentModel:
+def make_model(name: str, task: Task, *, temperature: float = 0.0, base_url: str = "", example: str = "") -> AgentModel:
     """The model `name` stands for, for one task ("scripted" replays that task's reference).
 
     Raises:
@@ -252,7 +252,7 @@ def make_model(name: str, task: Task, *, temperature: float = 0.0, base_url: str
     if name == "scripted":
         return ScriptedModel(task.reference, answer=task.reference_answer, baseline_answer=task.reference_baseline)
     if name == "local" or name.endswith(".gguf"):
-        return _local(None if name == "local" else name, temperature)
+        return _local(None if name == "local" else name, temperature, example)
     if name.startswith("claude"):
         return _claude(name, base_url)
     raise ValueError(f"unknown agent model {name!r}; use 'scripted', 'local', a .gguf path or a Claude model id")
@@ -261,10 +261,10 @@ def make_model(name: str, task: Task, *, temperature: float = 0.0, base_url: str
 _MODELS: dict[tuple[Any, ...], AgentModel] = {}
 
 
-def _local(path: str | None, temperature: float) -> AgentModel:
-    key = ("local", path, temperature)
+def _local(path: str | None, temperature: float, example: str) -> AgentModel:
+    key = ("local", path, temperature, example)
     if key not in _MODELS:
-        _MODELS[key] = LocalAgentModel(model_path=path, temperature=temperature)
+        _MODELS[key] = LocalAgentModel(model_path=path, temperature=temperature, example=example)
     return _MODELS[key]
 
 
@@ -278,7 +278,7 @@ def _claude(model: str, base_url: str) -> AgentModel:
 
 
 def _approver(policy: str, ask: Approver | None) -> Approver:
-    if policy == "approve_all":
+    if policy in ("approve_all", "off"):  # with "off" nothing is ever asked
         return lambda request: True
     if policy == "deny_all":
         return lambda request: False
@@ -378,7 +378,8 @@ def run_agents(
             if (task.id, trial) in done:
                 results.append(done[(task.id, trial)])
                 continue
-            agent = model or make_model(config.model, task, temperature=config.temperature, base_url=config.base_url)
+            agent = model or make_model(config.model, task, temperature=config.temperature, base_url=config.base_url,
+                                        example=env.example)
             result = run_trial(env, task, config, agent, trial=trial, checkpointer=checkpointer, ask=ask,
                                thread_id=f"{key or config.key()}:{task.id}:{trial}")
             results.append(result)

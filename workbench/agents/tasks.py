@@ -51,6 +51,7 @@ class Environment:
         show: the state as text for a prompt ("" shows nothing).
         argument_rules: tool name -> how its arguments are judged by tool-call accuracy
             ("exact", the default, "subset" or "name_only").
+        example: a worked transcript for base models' completion prompts (few-shot).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Environment:
     from_baseline: Callable[[Task, Any], Any] = field(repr=False)
     show: Callable[[Any], str] = field(repr=False, default=lambda state: "")
     argument_rules: Mapping[str, str] = field(default_factory=dict)
+    example: str = ""
 
     @property
     def tool_map(self) -> dict[str, Tool]:
