@@ -234,6 +234,26 @@ def evaluate_reranker(
         ValueError: k <= 0, a depth smaller than k, a depth deeper than the candidates, or no queries.
     """
 
+    _check_depths(depths, k, candidates)
+    qids = list(query_ids) if query_ids is not None else list(candidates.hits)
+    missing = [q for q in qids if q not in candidates.hits]
+    if missing:
+        raise ValueError(f"query ids {missing[:5]} have no candidates; pick ids from candidates.hits")
+    if not qids:
+        raise ValueError("no queries to evaluate; the candidates hold none")
+    first = candidates.hits[qids[0]]
+    if first:
+        reranker.rerank(candidates.queries[qids[0]], first[: min(depths)], k)  # loads models, untimed
+    by_depth = _rows(reranker, candidates, qids, depths, k)
+    rows = tuple(r for n in depths for r in by_depth[n])
+    summaries = tuple(_summary(by_depth[n], n, k, candidates, qids) for n in depths)
+    return RerankEvaluation(
+        name=name or type(reranker).__name__, dataset=candidates.dataset, unit=candidates.unit, k=k,
+        summaries=summaries, rows=rows,
+    )
+
+
+def _check_depths(depths: Sequence[int], k: int, candidates: Candidates) -> None:
     _check_k(k)
     if not depths:
         raise ValueError("depths is empty; give at least one candidate depth N, e.g. (10, 20, 50, 100)")
@@ -248,16 +268,13 @@ def evaluate_reranker(
                 f"depth N={n} is deeper than the {candidates.depth} candidates retrieved; call "
                 f"retrieve_candidates(..., depth={max(depths)}) or drop N={n}"
             )
-    qids = list(query_ids) if query_ids is not None else list(candidates.hits)
-    missing = [q for q in qids if q not in candidates.hits]
-    if missing:
-        raise ValueError(f"query ids {missing[:5]} have no candidates; pick ids from candidates.hits")
-    if not qids:
-        raise ValueError("no queries to evaluate; the candidates hold none")
+
+
+def _rows(
+    reranker: Reranker, candidates: Candidates, qids: Sequence[str], depths: Sequence[int], k: int
+) -> dict[int, list[RerankRow]]:
+    """Each query's metrics before and after reranking its top N, for each N, and the time taken."""
     unit = candidates.unit
-    first = candidates.hits[qids[0]]
-    if first:
-        reranker.rerank(candidates.queries[qids[0]], first[: min(depths)], k)  # loads models, untimed
     by_depth: dict[int, list[RerankRow]] = {n: [] for n in depths}
     for qid in qids:
         rel = candidates.relevance.get(qid, {})
@@ -283,42 +300,39 @@ def evaluate_reranker(
                     rerank_ms=ms,
                 )
             )
-    rows: list[RerankRow] = []
-    summaries: list[DepthSummary] = []
-    for n in depths:
-        depth_rows = by_depth[n]
-        rows.extend(depth_rows)
-        cmp = compare_paired(
-            {r.query_id: r.ndcg_before for r in depth_rows},
-            {r.query_id: r.ndcg_after for r in depth_rows},
-            metric=f"ndcg@{k}",
-        )
+    return by_depth
 
-        def mean(attr: str, rows_: Sequence[RerankRow] = depth_rows) -> float:
-            return float(np.mean([getattr(r, attr) for r in rows_]))
 
-        candidate_recall = float(np.mean([
-            recall_at_k(candidates.relevance.get(q, {}), _ranked_ids(candidates.hits[q][:n], unit), n) for q in qids
-        ]))
-        summaries.append(
-            DepthSummary(
-                depth=n, k=k, queries=len(depth_rows),
-                ndcg_before=mean("ndcg_before"), ndcg_after=mean("ndcg_after"),
-                precision_before=mean("precision_before"), precision_after=mean("precision_after"),
-                recall_before=mean("recall_before"), recall_after=mean("recall_after"),
-                candidate_recall=candidate_recall,
-                wins=sum(r.ndcg_after > r.ndcg_before + 1e-12 for r in depth_rows),
-                losses=sum(r.ndcg_after < r.ndcg_before - 1e-12 for r in depth_rows),
-                ties=sum(abs(r.ndcg_after - r.ndcg_before) <= 1e-12 for r in depth_rows),
-                mean_diff=cmp.mean_diff, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value,
-                test="paired randomisation (sign-flip), two-sided" + (", exact" if cmp.exact else ""),
-                ms_per_query=mean("rerank_ms"),
-                verdict=_verdict(cmp.mean_diff, cmp.p_value),
-                note=cmp.note,
-            )
-        )
-    return RerankEvaluation(
-        name=name or type(reranker).__name__, dataset=candidates.dataset, unit=unit, k=k,
-        summaries=tuple(summaries), rows=tuple(rows),
+def _summary(
+    depth_rows: Sequence[RerankRow], n: int, k: int, candidates: Candidates, qids: Sequence[str]
+) -> DepthSummary:
+    """One depth's means, wins and losses, and the paired test of nDCG@k after against before."""
+    cmp = compare_paired(
+        {r.query_id: r.ndcg_before for r in depth_rows},
+        {r.query_id: r.ndcg_after for r in depth_rows},
+        metric=f"ndcg@{k}",
+    )
+
+    def mean(attr: str) -> float:
+        return float(np.mean([getattr(r, attr) for r in depth_rows]))
+
+    candidate_recall = float(np.mean([
+        recall_at_k(candidates.relevance.get(q, {}), _ranked_ids(candidates.hits[q][:n], candidates.unit), n)
+        for q in qids
+    ]))
+    return DepthSummary(
+        depth=n, k=k, queries=len(depth_rows),
+        ndcg_before=mean("ndcg_before"), ndcg_after=mean("ndcg_after"),
+        precision_before=mean("precision_before"), precision_after=mean("precision_after"),
+        recall_before=mean("recall_before"), recall_after=mean("recall_after"),
+        candidate_recall=candidate_recall,
+        wins=sum(r.ndcg_after > r.ndcg_before + 1e-12 for r in depth_rows),
+        losses=sum(r.ndcg_after < r.ndcg_before - 1e-12 for r in depth_rows),
+        ties=sum(abs(r.ndcg_after - r.ndcg_before) <= 1e-12 for r in depth_rows),
+        mean_diff=cmp.mean_diff, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value,
+        test="paired randomisation (sign-flip), two-sided" + (", exact" if cmp.exact else ""),
+        ms_per_query=mean("rerank_ms"),
+        verdict=_verdict(cmp.mean_diff, cmp.p_value),
+        note=cmp.note,
     )
 
