@@ -452,6 +452,8 @@ def encrypted_pdf() -> bytes:
         ("x" * 300 + ".txt", b"a name over 255 bytes", "255"),
         ("nul.zip", zip_bytes({"nul\x00name.txt": b"a member name with a NUL"}), "nul (not one of"),
         ("both.zip", zip_bytes({"x.txt": b"a file", "x.txt/y.txt": b"and a file below it"}), "x.txt"),
+        ("qfolder.zip", zip_bytes({"kb/a.txt": b"a document", "questions.csv/inner.txt": b"in a folder questions.csv"}),
+         "questions.csv"),
         ("marked.html", b"<html><body><![if ! x<p>text after a malformed marked section</p>", None),
         ("cdata.html", b"<![CDATA[ never closed", "cdata.html"),
         ("locked.pdf", encrypted_pdf(), "locked.pdf"),
