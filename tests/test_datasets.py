@@ -367,3 +367,22 @@ def test_any_questions_csv_loads_or_fails_as_a_dataset_error(tmp_path_factory, r
         assert "questions.csv" in str(exc)
     else:
         assert all(s.doc_id == "a.txt" for spans in dataset.spans.values() for s in spans)
+
+
+def test_unreadable_documents_can_be_left_out_with_the_reason(tmp_path):
+    from hostile_files import encrypted_pdf
+
+    (tmp_path / "ok.md").write_text("# Fine\n\ntext")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "locked.pdf").write_bytes(encrypted_pdf("AES-256"))
+    with pytest.raises(DatasetError, match="latin1.txt is not UTF-8"):
+        load_folder(tmp_path)
+    dataset = load_folder(tmp_path, unreadable="skip")
+    assert [d.id for d in dataset.documents] == ["ok.md"]
+    assert dataset.left_out == (
+        "latin1.txt (is not UTF-8 (line 1, byte 3: unexpected end of data); re-save it as UTF-8)",
+        "locked.pdf (is password-protected; save a copy without a password and load that)",
+    )
+    (tmp_path / "ok.md").unlink()
+    with pytest.raises(DatasetError, match=r"no documents in .*left out: latin1.txt \(is not UTF-8"):
+        load_folder(tmp_path, unreadable="skip")

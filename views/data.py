@@ -23,7 +23,9 @@ WRITERS = {"local": "Gemma 3 270M (local, offline)", "anthropic": "Claude (needs
 
 @st.cache_resource(show_spinner="Loading the dataset…")
 def cached_dataset(name_or_path: str) -> Dataset:
-    return load_dataset(name_or_path)
+    if name_or_path in SOURCES:
+        return load_dataset(name_or_path)
+    return load_dataset(name_or_path, unreadable="skip")  # an upload: a bad document is left out, named
 
 
 def pick_dataset() -> tuple[Dataset, Path | None]:
@@ -59,8 +61,8 @@ def pick_dataset() -> tuple[Dataset, Path | None]:
         st.sidebar.error(str(exc))
         st.error(f"The upload was not used: {exc}")
         st.stop()
-    if stored.skipped:
-        st.sidebar.caption("Left out: " + "; ".join(stored.skipped[:10]))
+    if stored.skipped or dataset.left_out:
+        st.sidebar.caption("Left out: " + "; ".join([*stored.skipped, *dataset.left_out][:10]))
     return dataset, stored.path
 
 

@@ -306,7 +306,8 @@ def load_span_set(path: str | Path, *, name: str | None = None) -> Dataset:
 
 
 def load_folder(
-    path: str | Path, *, name: str | None = None, empty: Literal["error", "skip"] = "error"
+    path: str | Path, *, name: str | None = None, empty: Literal["error", "skip"] = "error",
+    unreadable: Literal["error", "skip"] = "error",
 ) -> Dataset:
     """Load every .txt/.md/.html/.pdf file below a folder as a document.
 
@@ -315,6 +316,14 @@ def load_folder(
     `qrels/test.tsv` (document ids are paths relative to the folder), or a `questions.csv` with
     `question`, `references` and `corpus_id`.
 
+    Args:
+        path: the folder.
+        name: the dataset's name (default: the folder's).
+        empty: what to do with a document without text: raise, or leave it out (`skipped`).
+        unreadable: what to do with a document that cannot be read (not UTF-8, an encrypted or
+            damaged PDF, over a size bound): raise, or leave it out with the reason in
+            `left_out`, so the rest of an upload stays usable.
+
     Raises:
         DatasetError: no documents, an unreadable or malformed file (named, with line or page).
     """
@@ -322,7 +331,13 @@ def load_folder(
     files, left_out = list_files(root)
     documents, skipped = [], []
     for rel, real in files:
-        doc = read_document(real, root, rel=rel)
+        try:
+            doc = read_document(real, root, rel=rel)
+        except DatasetError as exc:
+            if unreadable == "error":
+                raise
+            left_out.append(f"{rel} ({'' if exc.page is None else f'page {exc.page}: '}{exc.problem})")
+            continue
         if not doc.text.strip():
             if empty == "skip":
                 skipped.append(doc.id)
