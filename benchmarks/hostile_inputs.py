@@ -59,7 +59,9 @@ def case(section: str, klass: str, label: str, timeout_s: float = 60.0) -> Calla
     return register
 
 
-def refused(action: Callable[[], Any], *needles: str, types: tuple[type[BaseException], ...] = (ValueError,)) -> tuple[str, str]:
+def refused(
+    action: Callable[[], Any], *needles: str, types: tuple[type[BaseException], ...] = (ValueError,)
+) -> tuple[str, str]:
     """A clear error when `action` raises one of `types` whose message holds every needle (case-insensitive)."""
     try:
         action()
@@ -181,8 +183,8 @@ CONFIGS = [
      "token_pattern"),
     ("1", "regular expression that hangs", r'token_pattern = "(\w+\s?)+$" (backtracks)',
      '[retrieval]\ntoken_pattern = "(\\\\w+\\\\s?)+$"\n', "token_pattern"),
-    ("1", "regular expression that hangs", 'token_pattern = "x*" (matches empty)', '[retrieval]\ntoken_pattern = "x*"\n',
-     "token_pattern"),
+    ("1", "regular expression that hangs", 'token_pattern = "x*" (matches empty)',
+     '[retrieval]\ntoken_pattern = "x*"\n', "token_pattern"),
     ("1", "unknown generation.kind", 'generation.kind = "gpt-9"', '[generation]\nkind = "gpt-9"\n', "gpt-9",
      "extractive"),
     ("3", "TOML sizes beyond 2^53", "chunking.size = 2**60", "[chunking]\nsize = 1152921504606846976\n",
@@ -233,7 +235,8 @@ CONTEXT_TEXT = "Mount Everest is the highest mountain on Earth. Its summit is 8,
 def _context() -> list[Any]:
     from workbench.types import Chunk, Hit
 
-    return [Hit(chunk=Chunk(id="d:1", doc_id="d", text=CONTEXT_TEXT, start=0, end=len(CONTEXT_TEXT)), score=1.0, rank=1)]
+    chunk = Chunk(id="d:1", doc_id="d", text=CONTEXT_TEXT, start=0, end=len(CONTEXT_TEXT))
+    return [Hit(chunk=chunk, score=1.0, rank=1)]
 
 
 @case("1", "trace cost after retries", "a stalled stream, then a 529, then an answer")
@@ -534,7 +537,8 @@ def not_utf8(tmp: Path) -> tuple[str, str]:
     from workbench.datasets import load_dataset
 
     folder = tiny_beir(tmp / "beir")
-    (folder / "qrels" / "test.tsv").write_bytes((folder / "qrels" / "test.tsv").read_bytes() + "caf\xe9\n".encode("latin-1"))
+    qrels = folder / "qrels" / "test.tsv"
+    qrels.write_bytes(qrels.read_bytes() + "caf\xe9\n".encode("latin-1"))
     first = refused(lambda: load_dataset(folder), "test.tsv", "UTF-8", "line")
     (tmp / "docs").mkdir()
     (tmp / "docs" / "a.txt").write_text("alpha")
@@ -654,7 +658,7 @@ def file_watcher(tmp: Path) -> tuple[str, str]:
 
     path = ROOT / ".streamlit" / "config.toml"
     watcher = tomllib.loads(path.read_text()).get("server", {}).get("fileWatcherType") if path.exists() else None
-    return (RECOVERED, f"fileWatcherType = {watcher!r}") if watcher == "none" else (FAIL, f"fileWatcherType {watcher!r}")
+    return (RECOVERED if watcher == "none" else FAIL), f"fileWatcherType = {watcher!r}"
 
 
 @case("6", "`runs list` on a fresh clone", "no run store yet")
@@ -721,8 +725,8 @@ def main() -> int:
     shutil.rmtree(base, ignore_errors=True)
     print("| § | class | input | outcome | verdict |\n|---|---|---|---|---|")
     for item, verdict, message in rows:
-        print(f"| {item.section} | {item.klass} | {one_line(item.label, 60)} | {one_line(message, 150).replace('|', '/')}"
-              f" | {verdict} |")
+        outcome = one_line(message, 150).replace("|", "/")
+        print(f"| {item.section} | {item.klass} | {one_line(item.label, 60)} | {outcome} | {verdict} |")
     fails = sum(v == FAIL for _, v, _ in rows)
     print(f"\n{len(rows)} cases: {sum(v == OK for _, v, _ in rows)} clear errors, "
           f"{sum(v == RECOVERED for _, v, _ in rows)} recovered, {fails} FAIL")

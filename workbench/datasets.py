@@ -253,7 +253,8 @@ def load_beir(
     for required in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not _exists(path / required):
             raise DatasetError(
-                f"is missing; a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv", path=path / required
+                f"is missing; a BEIR folder needs corpus.jsonl, queries.jsonl and qrels/{split}.tsv",
+                path=path / required,
             )
     shown = path / "corpus.jsonl"
     documents, skipped, seen = [], [], {}
@@ -263,13 +264,15 @@ def load_beir(
         _unique(seen, doc_id, n, shown, "document id")
         metadata = row.get("metadata") or {}
         if not isinstance(metadata, dict):
-            raise DatasetError(f"has a {type(metadata).__name__} as 'metadata'; it must be an object", path=shown, line=n)
+            raise DatasetError(f"has a {type(metadata).__name__} as 'metadata'; it must be an object",
+                               path=shown, line=n)
         full = f"{title} {text}".strip()
         if not full:
             if empty == "skip":
                 skipped.append(doc_id)
                 continue
-            raise DatasetError(f"document {doc_id!r} has no title or text: it is empty; remove it or pass empty='skip'", path=shown, line=n)
+            raise DatasetError(f"document {doc_id!r} has no title or text: it is empty; remove it or pass "
+                               "empty='skip'", path=shown, line=n)
         documents.append(Document(id=doc_id, text=full, metadata={"title": title, **metadata}))
     if skipped:
         log.info("left out %d empty documents of %s: %s", len(skipped), path, skipped)
@@ -457,7 +460,8 @@ def load_beir_judgements(root: Path, split: str = "test") -> tuple[dict[str, str
         qid, text = _field(row, "_id", shown, n), _field(row, "text", shown, n)
         _unique(seen, qid, n, shown, "query id")
         if not text.strip():
-            raise DatasetError(f"query {qid!r} has no text: it is empty; remove it from the queries file", path=shown, line=n)
+            raise DatasetError(f"query {qid!r} has no text: it is empty; remove it from the queries file",
+                               path=shown, line=n)
         queries[qid] = text
     shown = root / "qrels" / f"{split}.tsv"
     rows = iter(_csv_rows(read_text(_member(root, f"qrels/{split}.tsv"), shown=shown), shown, delimiter="\t"))

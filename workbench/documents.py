@@ -22,7 +22,8 @@ from .io import DatasetError
 from .types import Document
 
 __all__ = [
-    "FOLDER_SUFFIXES", "MAX_FILE_BYTES", "MAX_HTML_DEPTH", "MAX_PDF_PAGES", "MAX_DOCUMENT_CHARS", "list_files", "inside", "read_text", "read_document",
+    "FOLDER_SUFFIXES", "MAX_FILE_BYTES", "MAX_HTML_DEPTH", "MAX_PDF_PAGES", "MAX_DOCUMENT_CHARS", "list_files",
+    "inside", "read_text", "read_document",
     "html_text",
 ]
 

@@ -201,7 +201,9 @@ def _unzip(file: UploadedFile, into: Path, budget: int) -> tuple[list[str], int]
                 with archive.open(member) as src:
                     budget -= _copy(src, target, budget=budget, name=file.name)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise UploadError(f"{clip(file.name)} is corrupt at {clip(member.filename)} ({exc}); re-create the zip") from None
+                raise UploadError(
+                    f"{clip(file.name)} is corrupt at {clip(member.filename)} ({exc}); re-create the zip"
+                ) from None
     return skipped, budget
 
 
