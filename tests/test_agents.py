@@ -289,6 +289,7 @@ def test_every_llm_and_tool_call_is_a_span_of_the_task_trace(env, tmp_path):
         tracing.flush()
         (trace,) = store.traces()
         spans = store.spans(trace.trace_id)
+        assert tracing.trace_metrics(store).tool_call_accuracy == 1.0
     finally:
         tracing.disable_tracing()
     names = [s.name for s in sorted(spans, key=lambda s: s.start_s)]

@@ -77,6 +77,7 @@ class TraceMetrics:
     n_feedback: int
     positive_feedback_rate: float | None
     tag: str = ""
+    tool_call_accuracy: float | None = None  # mean over agent traces (workbench.agents), None without any
 
     def latency_frame(self) -> pd.DataFrame:
         """One row per stage: count and P50/P95/P99/mean in milliseconds."""
@@ -105,6 +106,17 @@ def _relevant_by_query(dataset: Dataset | None) -> dict[str, set[str]]:
         dataset.queries[q].strip(): {d for d, g in rel.items() if g > 0}
         for q, rel in dataset.qrels.items() if q in dataset.queries
     }
+
+
+def _tool_call_accuracy(store: TraceStore, where: TraceFilter | None) -> float | None:
+    """Mean tool-call accuracy recorded on the root spans of agent trials (`agent` traces)."""
+    import json
+
+    clause, params = (where or TraceFilter()).sql("t")
+    rows = store._read(
+        "SELECT s.attributes FROM spans s JOIN traces t ON s.trace_id = t.trace_id"
+        f" AND s.parent_id IS NULL AND s.name = 'agent'{clause}", params)
+    return _mean([json.loads(raw).get("workbench.agent.tool_call_accuracy") for (raw,) in rows])
 
 
 def trace_metrics(
@@ -148,6 +160,7 @@ def trace_metrics(
         citation_accuracy=_mean(accuracy),
         n_feedback=len(latest),
         positive_feedback_rate=(sum(s > 0 for s in latest.values()) / len(latest)) if latest else None,
+        tool_call_accuracy=_tool_call_accuracy(store, where),
         tag=tag,
     )
 
