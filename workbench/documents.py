@@ -10,6 +10,7 @@ decompression and parsing limits, lowered to sizes no real page needs.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -59,8 +60,10 @@ def _why_not(path: Path) -> str:
         path.resolve(strict=True)
     except FileNotFoundError:
         return "a broken link"
-    except (OSError, RuntimeError):
+    except RuntimeError:  # Python before 3.13
         return "a link loop"
+    except OSError as exc:
+        return "a link loop" if exc.errno == errno.ELOOP else f"cannot be resolved ({exc.strerror})"
     return "a link to outside the folder"
 
 
