@@ -350,3 +350,30 @@ def test_bad_input_errors(titles, embedder):
     assert sorted(RETRIEVERS) == ["bm25", "dense", "hybrid"]
     with pytest.raises(ValueError, match=r"faiss has no 'ivf' index; choose one of \['flat', 'hnsw'\]"):
         DenseRetriever.build(titles, embedder, index="ivf")
+
+
+# ------------------------------------------------------------------ token patterns never hang
+
+
+def test_a_backtracking_pattern_the_probes_miss_fails_tokenisation_instead_of_hanging():
+    from workbench.config import ConfigError
+    from workbench.retrieval.bm25 import TOKENIZE_TIMEOUT_S
+
+    pattern = r"(?:\d|\d\d)+$"  # fine on the config's probe strings, exponential on a run of digits
+    tokenizer = Bm25Tokenizer.from_config(RetrievalConfig(kind="bm25", token_pattern=pattern))
+    assert tokenizer("a 12") == ["12"]
+    with pytest.raises(ConfigError, match=rf"took over {TOKENIZE_TIMEOUT_S} s on a 41-character text.*token_pattern"):
+        tokenizer("1" * 40 + "x")
+    with pytest.raises(ConfigError, match="matches the empty string"):
+        Bm25Tokenizer(token_pattern=r"\w*")
+
+
+def test_retrievers_come_from_the_registry_with_the_uniform_builder(titles):
+    from workbench.registry import REGISTRIES
+    from workbench.resources import Resources
+
+    assert RETRIEVERS is REGISTRIES["retrieval.kind"] and RETRIEVERS["bm25"] is BM25Retriever
+    built = RETRIEVERS["bm25"].from_config(RetrievalConfig(kind="bm25"), Resources(chunks=titles))
+    direct = BM25Retriever(titles)
+    query = "supersonic flow past a cone"
+    assert [h.chunk.id for h in built.retrieve_many([query], 5)[0]] == [h.chunk.id for h in direct.retrieve(query, 5)]

@@ -274,19 +274,13 @@ class ResponseCacheConfig:
     (0 = no expiry). `path` is the SQLite file ("" = `responses.sqlite` in the cache folder)."""
 
     mode: Literal["off", "exact", "semantic"] = "off"
-    threshold: float = 0.9
-    ttl_s: float = 86400.0
+    threshold: float = number(0.9, ge=0, le=1, hint=(
+        "a cosine similarity; benchmarks/response_cache.py measures hit and wrong-hit rates per threshold"))
+    ttl_s: float = number(86400.0, ge=0, le=10 * 365 * 86400, hint="seconds; 0 = entries never expire")
     path: str = ""
 
     def __post_init__(self) -> None:
         _check(self, "response_cache")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(
-                f"response_cache.threshold={self.threshold} must lie in [0, 1] (a cosine similarity); "
-                "benchmarks/response_cache.py measures hit and wrong-hit rates per threshold"
-            )
-        if self.ttl_s < 0:
-            raise ConfigError(f"response_cache.ttl_s={self.ttl_s} must be >= 0 (0 = entries never expire)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,15 +292,12 @@ class BudgetConfig:
     (`history_overflow`). The output budget is `generation.max_tokens`.
     """
 
-    context_tokens: int = 0
-    history_tokens: int = 0
+    context_tokens: int = number(0, ge=0, le=10_000_000, hint="0 = no limit")
+    history_tokens: int = number(0, ge=0, le=10_000_000, hint="0 = no limit")
     history_overflow: Literal["truncate", "summarise"] = "truncate"
 
     def __post_init__(self) -> None:
         _check(self, "budget")
-        for name in ("context_tokens", "history_tokens"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"budget.{name}={getattr(self, name)} must be >= 0 (0 = no limit)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "MAX_INT",
     "REGEX_TIMEOUT_S",
+    "MAX_PATTERN_CHARS",
     "Bounds",
     "number",
     "bounds_of",
@@ -29,6 +30,7 @@ __all__ = [
 
 MAX_INT = 2**31 - 1  # the largest count any config field takes (C int; far below 2^53)
 REGEX_TIMEOUT_S = 0.2  # a token pattern that needs longer than this on a probe string is refused
+MAX_PATTERN_CHARS = 1000
 _SHORT = 80
 
 
@@ -160,11 +162,15 @@ def check_token_pattern(pattern: str, name: str = "retrieval.token_pattern") -> 
     import regex
 
     fix = r"the default is r'(?u)\b\w+\b'"
+    if len(pattern) > MAX_PATTERN_CHARS:  # compiling megabytes of pattern takes minutes
+        raise ConfigError(f"{name}={shorten(pattern)} is longer than {MAX_PATTERN_CHARS:,} characters; {fix}")
     try:
         compiled = regex.compile(pattern)
     except (regex.error, ValueError, OverflowError) as exc:
         raise ConfigError(f"{name}={shorten(pattern)} is not a valid regular expression ({exc}); {fix}") from None
-    for probe in ("", *_PROBES):
+    # runs of the pattern's own letters too: `(x+x+)+y` only backtracks on x's
+    letters = sorted({c for c in pattern if c.isalnum()})[:12]
+    for probe in ("", *_PROBES, *(c * 40 + "\x00" for c in letters)):
         try:
             empty = any(not m.group() for m in compiled.finditer(probe, timeout=REGEX_TIMEOUT_S))
         except TimeoutError:

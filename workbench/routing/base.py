@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from ..prices import load_prices
+from ..validation import shorten
+
 if TYPE_CHECKING:
-    from ..costs import ModelPrice
+    from ..prices import ModelPrice
 
 __all__ = ["RoutingError", "Router", "check_models", "choose_tiers"]
 
@@ -32,13 +35,11 @@ def check_models(models: Sequence[str], prices: Mapping[str, ModelPrice] | None 
         RoutingError: a model is missing; the message lists the known models.
     """
     if prices is None:
-        from ..costs import load_prices
-
         prices = load_prices()
     missing = [m for m in models if m not in prices]
     if missing:
         raise RoutingError(
-            f"model(s) {missing} are not in the price table; known models are {sorted(prices)}. "
+            f"model(s) {shorten(missing)} are not in the price table; known models are {sorted(prices)}. "
             "Fix routing.tiers / generation.model, or add the model to a copy of data/prices.toml "
             "and point WORKBENCH_PRICES at it"
         )
