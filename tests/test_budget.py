@@ -8,7 +8,7 @@ from workbench.budget import SUMMARY_PREFIX, BudgetError, fit_context, fit_histo
 from workbench.config import BudgetConfig, ConfigError, PipelineConfig, config_hash, replace_path
 from workbench.datasets import Dataset
 from workbench.experiment import build_pipeline
-from workbench.generation.base import passage_block
+from workbench.generation.base import passage_block, passages_text
 from workbench.types import Chunk, Document, Hit
 
 
@@ -22,7 +22,7 @@ def hit(n: int, n_words: int) -> Hit:
 
 
 CONTEXT = [hit(1, 10), hit(2, 10), hit(3, 10), hit(4, 10)]
-QUESTION = "how many words fit here"  # 5 words; each passage block is 10 + 3 words
+QUESTION = "how many words fit here"  # 5 words; the header 2 words, each passage block 10 + 3
 
 
 def test_lowest_ranked_passages_are_dropped_first_and_reported():
@@ -30,14 +30,17 @@ def test_lowest_ranked_passages_are_dropped_first_and_reported():
     fitted = fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5 + 2 * 13 + 12), count=words)
     assert [h.chunk.id for h in fitted.context] == ["c1", "c2"]
     assert fitted.dropped == ("c4", "c3")  # the lowest-ranked first
-    assert fitted.question_tokens == 5 and fitted.context_tokens == 26
+    assert fitted.question_tokens == 5 and fitted.context_tokens == 2 + 26
     assert fitted.question_tokens + fitted.context_tokens <= fitted.budget
-    exact = fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5 + 3 * 13), count=words)
+    exact = fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5 + 2 + 3 * 13), count=words)
     assert len(exact.context) == 3 and exact.dropped == ("c4",)
     unlimited = fit_context(QUESTION, CONTEXT, BudgetConfig(), count=words)
     assert len(unlimited.context) == 4 and unlimited.dropped == ()
-    only_question = fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5), count=words)
+    # room for the question and the "none retrieved" line only
+    only_question = fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5 + 6), count=words)
     assert only_question.context == () and only_question.dropped == ("c4", "c3", "c2", "c1")
+    with pytest.raises(BudgetError, match="passages header"):
+        fit_context(QUESTION, CONTEXT, BudgetConfig(context_tokens=5), count=words)
 
 
 def test_a_budget_smaller_than_the_question_is_a_clear_error():
@@ -111,7 +114,7 @@ def test_the_pipeline_enforces_the_context_budget_and_reports_drops():
     assert free.dropped == ()
     from workbench.tokens import estimate_tokens
 
-    one = estimate_tokens("Everest fact") + estimate_tokens(passage_block(1, free.hits[0].chunk.text))
+    one = estimate_tokens("Everest fact") + estimate_tokens(passages_text(free.hits[:1]))
     tight = build_pipeline(replace_path(config, "budget.context_tokens", one + 5), dataset).answer("Everest fact")
     assert tight.dropped == tuple(h.chunk.id for h in reversed(free.hits[1:4]))
     assert set(tight.answer.citations) <= {free.hits[0].chunk.id}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .config import BudgetConfig
-from .generation.base import passage_block
+from .generation.base import PASSAGES_HEADER, passage_block, passages_text
 from .types import Hit
 
 __all__ = ["BudgetError", "FittedContext", "FittedHistory", "fit_context", "fit_history", "SUMMARY_PREFIX", "Turn"]
@@ -63,7 +63,8 @@ def fit_context(
 ) -> FittedContext:
     """The best-ranked passages of `context` that fit `budget.context_tokens` with the question.
 
-    Passages are counted as the prompt renders them (numbered `<passage>` blocks). A passage
+    Passages are counted as the prompt renders them (the header and numbered `<passage>` blocks,
+    re-counted as one text so the budget holds for what is sent). A passage
     that does not fit is dropped with every passage ranked below it, so the numbering the
     model sees stays the ranking's.
 
@@ -79,13 +80,22 @@ def fit_context(
             "(it covers the question and its passages) or shorten the question"
         )
     kept: list[Hit] = []
-    used = 0
+    used = count(PASSAGES_HEADER)
     for n, hit in enumerate(context, 1):
         size = count(passage_block(n, hit.chunk.text))
         if limit and q + used + size > limit:
             break
         kept.append(hit)
         used += size
+    used = count(passages_text(kept))  # the block as sent: separators and merges can add a few tokens
+    while limit and kept and q + used > limit:
+        kept.pop()
+        used = count(passages_text(kept))
+    if limit and q + used > limit:
+        raise BudgetError(
+            f"the question ({q} tokens) and the passages header ({used} tokens) need more than "
+            f"budget.context_tokens={limit}; raise the budget"
+        )
     dropped = tuple(h.chunk.id for h in reversed(context[len(kept):]))
     return FittedContext(context=tuple(kept), dropped=dropped, question_tokens=q, context_tokens=used, budget=limit)
 

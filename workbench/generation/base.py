@@ -20,6 +20,8 @@ __all__ = [
     "parse_citations",
     "cited_passages",
     "passage_block",
+    "passages_text",
+    "PASSAGES_HEADER",
 ]
 
 SYSTEM_PROMPT = (
@@ -51,13 +53,18 @@ class GenerationError(RuntimeError):
 # --- prompts ------------------------------------------------------------------------------------
 
 
+PASSAGES_HEADER = "Context passages:\n\n"
+
+
 def passage_block(n: int, text: str) -> str:
     """Passage `n` as the prompt shows it (token budgets count this)."""
     return f'<passage n="{n}">\n{text}\n</passage>'
 
 
-def _passages(context: Sequence[Hit]) -> str:
-    return "\n\n".join(passage_block(i, hit.chunk.text) for i, hit in enumerate(context, 1))
+def passages_text(context: Sequence[Hit]) -> str:
+    """The passages block of the prompt, header included (what token budgets count)."""
+    body = "\n\n".join(passage_block(i, hit.chunk.text) for i, hit in enumerate(context, 1))
+    return PASSAGES_HEADER + (body or "(no passages were retrieved)")
 
 
 def build_prompt(
@@ -97,7 +104,7 @@ def build_prompt(
     head: dict[str, Any] = {"type": "text", "text": instructions or SYSTEM_PROMPT}
     if caching:
         head["cache_control"] = {"type": "ephemeral", "ttl": cache_ttl}
-    passages = f"Context passages:\n\n{_passages(context) if context else '(no passages were retrieved)'}"
+    passages = passages_text(context)
     if not history:
         return Prompt(system=(head, {"type": "text", "text": passages}), messages=({"role": "user", "content": query},))
     messages: list[Mapping[str, Any]] = []
