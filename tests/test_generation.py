@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from anthropic_server import AnthropicServer, Malformed, Reply, Stall, Status, StreamError, tokens  # noqa: E402
 
 from workbench.config import GenerationConfig  # noqa: E402
-from workbench.costs import count_tokens, load_prices, usage_cost  # noqa: E402
+from workbench.prices import load_prices, usage_cost  # noqa: E402
+from workbench.tokens import count_tokens  # noqa: E402
 from workbench.generation import (  # noqa: E402
     GENERATORS,
     NO_CONTEXT,

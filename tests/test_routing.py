@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from workbench.config import ConfigError, EmbeddingConfig, RoutingConfig
-from workbench.costs import estimate_tokens, load_prices
 from workbench.datasets import Dataset
 from workbench.embedding import Embedder
+from workbench.prices import load_prices
 from workbench.resources import Resources
 from workbench.retrieval import BM25Retriever
 from workbench.routing import (
@@ -34,6 +34,7 @@ from workbench.routing import (
     tier_costs,
     tier_quality,
 )
+from workbench.tokens import estimate_tokens
 from workbench.types import Answer, Chunk, Document, Hit, Span, Usage
 
 TIERS = RoutingConfig().tiers

@@ -36,7 +36,7 @@ from .learned import RETRIEVAL_FEATURES, LearnedRouter, RetrievalRouter, cross_v
 from .routers import CascadeOutcome, CascadeRouter, FixedRouter, QueryFeatures, RulesRouter, query_features, rule_points
 
 if TYPE_CHECKING:
-    from ..costs import ModelPrice
+    from ..prices import ModelPrice
     from ..embedding import Embedder
     from ..retrieval import Retriever
 

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..prices import load_prices
+from ..tokens import estimate_tokens
 from ..types import Answer
 from .base import RoutingError, check_models, choose_tiers
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..costs import ModelPrice
+    from ..prices import ModelPrice
 
 __all__ = [
     "tier_quality",
@@ -84,8 +86,6 @@ def tier_costs(
     Raises:
         RoutingError: a tier is missing from the price table.
     """
-    from ..costs import estimate_tokens, load_prices
-
     prices = load_prices() if prices is None else prices
     check_models(tiers, prices)
     count = count_tokens or estimate_tokens
