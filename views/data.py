@@ -30,7 +30,7 @@ def cached_dataset(name_or_path: str) -> Dataset:
 
 def pick_dataset() -> tuple[Dataset, Path | None]:
     """The sidebar's dataset and, for an upload, its folder; shows an error and stops when there is none."""
-    from workbench.uploads import UploadedFile, UploadError, store_upload
+    from workbench.uploads import UploadedFile, store_upload
 
     source = st.sidebar.radio("Dataset", list(SOURCES), format_func=SOURCES.get, key="data.source")
     if source != "upload":
@@ -57,7 +57,7 @@ def pick_dataset() -> tuple[Dataset, Path | None]:
             stored = store_upload(wrap(files))  # the documents stay usable without the questions
             dataset = cached_dataset(str(stored.path))
             st.error(f"The questions were not used: {exc}")
-    except (UploadError, DatasetError) as exc:
+    except DatasetError as exc:  # every loader and upload failure, naming the file
         st.sidebar.error(str(exc))
         st.error(f"The upload was not used: {exc}")
         st.stop()
