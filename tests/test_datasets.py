@@ -386,3 +386,21 @@ def test_unreadable_documents_can_be_left_out_with_the_reason(tmp_path):
     (tmp_path / "ok.md").unlink()
     with pytest.raises(DatasetError, match=r"no documents in .*left out: latin1.txt \(is not UTF-8"):
         load_folder(tmp_path, unreadable="skip")
+
+
+@pytest.mark.parametrize("offset", ["1.5", '"3"', "true", "null", "[0]"])
+def test_reference_offsets_must_be_integers(tmp_path, offset):
+    row = f'q?,"[{{""start_index"": {offset.replace(chr(34), chr(34) * 2)}, ""end_index"": 5}}]",a\n'
+    with pytest.raises(DatasetError, match=r"line 2: row 1 needs references like .*is not an integer"):
+        load_folder(_questions_folder(tmp_path, HEADER + row))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_header_or_row(tmp_path):
+    bom = "\ufeff"
+    folder = _questions_folder(tmp_path / "csv", bom + HEADER + 'q?,"[{""start_index"": 0, ""end_index"": 3}]",a\n')
+    assert load_folder(folder).queries == {"1": "q?"}
+    path = _write_beir(tmp_path / "beir", corpus=bom + GOOD_CORPUS, queries=bom + '{"_id": "q", "text": "x?"}\n',
+                       qrels="q\ta\t1\n")
+    (path / "qrels" / "test.tsv").write_text(bom + (path / "qrels" / "test.tsv").read_text())
+    dataset = load_dataset(path)
+    assert dataset.queries == {"q": "x?"} and dataset.qrels == {"q": {"a": 1}} and dataset.documents[0].id == "a"

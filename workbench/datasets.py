@@ -194,10 +194,22 @@ def _member(root: Path, rel: str) -> Path:
     return real
 
 
+def _table_text(path: Path, shown: Path) -> str:
+    """A JSON Lines, CSV or TSV file's text, less the byte-order mark Excel and Notepad write."""
+    return read_text(path, shown=shown).removeprefix("\ufeff")
+
+
+def _index(value: Any) -> int:
+    """A character offset: an integer (1.5, "3" or true would silently move a reference span)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"offset {clip(value, 40)} is not an integer")
+    return value
+
+
 def _read_jsonl(path: Path, shown: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file."""
     rows = []
-    for n, line in enumerate(read_text(path, shown=shown).splitlines(), 1):
+    for n, line in enumerate(_table_text(path, shown).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -404,7 +416,7 @@ def read_span_questions(
     shown = Path(path) if shown is None else shown
     texts = {d.id: d.text for d in documents}
     docs_by_stem = {Path(d.id).stem: d.id for d in documents}
-    rows = iter(_csv_rows(read_text(Path(path), shown=shown), shown))
+    rows = iter(_csv_rows(_table_text(Path(path), shown), shown))
     _, header = next(rows, (1, []))
     if not {"question", "references"} <= set(header):
         raise DatasetError(
@@ -421,7 +433,7 @@ def read_span_questions(
         doc_id = corpus if corpus in texts else docs_by_stem.get(corpus, corpus)
         try:
             refs = json.loads(row.get("references") or "[]")
-            found = tuple(Span(doc_id=doc_id, start=int(r["start_index"]), end=int(r["end_index"])) for r in refs)
+            found = tuple(Span(doc_id=doc_id, start=_index(r["start_index"]), end=_index(r["end_index"])) for r in refs)
         except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise DatasetError(
                 f"row {n} needs references like "
@@ -464,7 +476,7 @@ def load_beir_judgements(root: Path, split: str = "test") -> tuple[dict[str, str
                                path=shown, line=n)
         queries[qid] = text
     shown = root / "qrels" / f"{split}.tsv"
-    rows = iter(_csv_rows(read_text(_member(root, f"qrels/{split}.tsv"), shown=shown), shown, delimiter="\t"))
+    rows = iter(_csv_rows(_table_text(_member(root, f"qrels/{split}.tsv"), shown), shown, delimiter="\t"))
     _, header = next(rows, (1, []))
     if [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
         raise DatasetError("must start with the header 'query-id<TAB>corpus-id<TAB>score'", path=shown, line=1)
