@@ -26,8 +26,8 @@ ss.setdefault("traces_store", str(default_store_path()))
 
 # --- the store and the filters ------------------------------------------------------------------
 path = st.sidebar.text_input("Run store", key="traces_store")
-try:
-    store = tracing.TraceStore(Path(path))
+try:  # only an existing store (or the configured one): a typo must not create files or folders
+    store = tracing.TraceStore.open_existing(path)
 except StoreError as exc:
     st.error(str(exc))
     st.stop()

@@ -687,3 +687,57 @@ def test_trace_page_lists_filters_and_shows_a_request(store, pipeline, cranfield
     app.button(key="traces_thumbs_down").click().run()
     assert not app.exception
     assert [f.score for f in store.feedback(trace_id)] == [-1]
+
+
+@pytest.mark.parametrize(
+    ("typed", "match"),
+    [
+        ("sqlite:///{tmp}/nowhere/runs.sqlite", r"no run store at .*nowhere/runs.sqlite' \(read from the URL .*its folder does not exist"),
+        ("postgresql://host/db", r"uses 'postgresql'; only sqlite"),
+        ("{tmp}/newdir/sub/x.sqlite", r"no run store at .*: its folder does not exist.*nothing was created"),
+        ("{tmp}/missing.sqlite", r"no run store at .*: there is no such file"),
+        ("{tmp}/a\0b.sqlite", r"holds a NUL character"),
+        ("{tmp}", r"is a folder, not a run store file"),
+        ("   ", r"no run store path given"),
+        ("{tmp}/foreign.sqlite", r"not a workbench run store"),
+        ("{tmp}/empty.sqlite", r"not a run store: .* is empty \(0 bytes"),
+    ],
+)
+def test_opening_a_typed_in_store_creates_nothing_and_says_what_is_wrong(tmp_path, typed, match):
+    from workbench.store import StoreError
+
+    with sqlite3.connect(tmp_path / "foreign.sqlite") as conn:
+        conn.execute("CREATE TABLE other (x)")
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(StoreError, match=match):
+        TraceStore.open_existing(typed.format(tmp=tmp_path))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert not Path("sqlite:").exists()
+
+
+def test_opening_an_existing_or_the_configured_store(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    TraceStore(path).close()
+    assert TraceStore.open_existing(f"sqlite:///{path}").path == path
+    configured = tmp_path / "configured" / "runs.sqlite"
+    monkeypatch.setenv("WORKBENCH_STORE", str(configured))
+    TraceStore.open_existing(str(configured)).close()  # the configured store is made on first use
+    assert configured.exists()
+
+
+@pytest.mark.slow
+def test_trace_page_refuses_a_bad_store_path_in_place(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "runs.sqlite"))
+    monkeypatch.chdir(tmp_path)
+    app = AppTest.from_file(str(ROOT / "pages" / "1_Traces.py"), default_timeout=60).run()
+    assert not app.exception
+    for typed, shown in (("sqlite:///runs2.sqlite", "no run store at 'runs2.sqlite'"),
+                         ("newdir/sub/x.sqlite", "its folder does not exist"),
+                         ("bad\0path.sqlite", "NUL")):
+        app.text_input(key="traces_store").set_value(typed).run()
+        assert not app.exception, typed
+        assert any(shown in e.value for e in app.error), (typed, [e.value for e in app.error])
+    assert {p.name.removesuffix("-wal").removesuffix("-shm") for p in tmp_path.iterdir()} == {"runs.sqlite"}

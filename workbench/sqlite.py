@@ -176,6 +176,18 @@ class Database:
             self.path.unlink()
         if not self.path.exists():
             self._create()
+        else:
+            self._probe()
+
+    def _probe(self) -> None:
+        """Check an existing file on a read-only connection first: a foreign or newer file is left unchanged
+        (opening it for writing would switch it to WAL mode)."""
+        with self._errors("read its schema version"):
+            probe = connect(self.path, kind=self.kind, timeout_s=self.timeout_s, read_only=True)
+            try:
+                self._check_not_newer(self.version_of(probe))
+            finally:
+                probe.close()
 
     def _create(self) -> None:
         """Build a migrated file beside the path and link it into place (never seen half-made)."""
@@ -202,7 +214,10 @@ class Database:
 
     def _move_aside(self, why: str) -> None:
         self._drop_connection()
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        stamp = f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        aside, n = self.path.with_name(stamp), 1
+        while aside.exists():  # never overwrite an earlier corrupt copy
+            aside, n = self.path.with_name(f"{stamp}-{n}"), n + 1
         log.warning("%s %s is unreadable (%s); moved it to %s and started a new one",
                     self.schema.name, self.path, why, aside)
         if self.path.exists():
