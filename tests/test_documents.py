@@ -202,3 +202,30 @@ def test_list_files_reports_relative_paths_and_real_paths(root):
     assert files == [("a.txt", (root / "a.txt").resolve()), ("alias.md", (root / "sub" / "b.md").resolve()),
                      ("sub/b.md", (root / "sub" / "b.md").resolve())]
     assert left_out == []
+
+
+NAMES = ["a.txt", "b.md", "sub", "sub/c.txt", "sub/deep", "sub/deep/d.html", "e.pdf", "f"]
+TARGETS = ["outside/secret.txt", "outside", "outside/deep", "/etc/passwd", "/", "..", "../..", "docs/a.txt", "docs/sub",
+           "docs", "nowhere.txt", "docs/f"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(TARGETS), st.booleans()), max_size=6))
+def test_no_mix_of_links_reads_outside_the_folder(tmp_path_factory, links):
+    base = tmp_path_factory.mktemp("mix")
+    (base / "outside" / "deep").mkdir(parents=True)
+    (base / "outside" / "secret.txt").write_text(SECRET)
+    (base / "outside" / "deep" / "more.md").write_text(SECRET)
+    root = base / "docs"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha")
+    for name, target, relative in links:
+        path = root / name
+        if path.exists() or path.is_symlink() or not path.parent.is_dir():
+            continue
+        aim = Path(target) if target.startswith("/") else base / target
+        path.symlink_to(os.path.relpath(aim, path.parent) if relative else aim)
+    dataset = load_folder(root, empty="skip", unreadable="skip")
+    assert SECRET not in texts(dataset) and "root:" not in texts(dataset)
+    for doc in dataset.documents:
+        assert (root / doc.id).resolve().is_relative_to(root.resolve())
