@@ -65,15 +65,22 @@ def refused(
     """A clear error when `action` raises one of `types` whose message holds every needle (case-insensitive)."""
     try:
         action()
-    except types as exc:
-        message = str(exc)
-        missing = [n for n in needles if n.lower() not in message.lower()]
-        if len(message) > 2000:
-            return FAIL, f"message of {len(message):,} characters: {message[:120]}"
-        return (FAIL, f"unclear (lacks {missing}): {message}") if missing else (OK, message)
-    except Exception as exc:  # the point: anything else is a finding
-        return FAIL, f"uncaught {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the point: every exception is judged, none escapes
+        return judged(exc, *needles, types=types)
     return FAIL, "accepted without a word"
+
+
+def judged(
+    exc: Exception, *needles: str, types: tuple[type[BaseException], ...] = (ValueError,)
+) -> tuple[str, str]:
+    """A clear error for an exception of `types`, short, whose message holds every needle."""
+    message = str(exc)
+    if not isinstance(exc, types):
+        return FAIL, f"uncaught {type(exc).__name__}: {message}"
+    missing = [n for n in needles if n.lower() not in message.lower()]
+    if len(message) > 2000:
+        return FAIL, f"message of {len(message):,} characters: {message[:120]}"
+    return (FAIL, f"unclear (lacks {missing}): {message}") if missing else (OK, message)
 
 
 def cli(tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -329,7 +336,7 @@ def marked_section(tmp: Path) -> tuple[str, str]:
     try:
         _, dataset = upload_then_load(tmp, {"page.html": html})
     except Exception as exc:
-        return refused(lambda: (_ for _ in ()).throw(exc), "page.html")
+        return judged(exc, "page.html")
     text = dataset.documents[0].text
     return (RECOVERED, f"parsed: {text!r}") if "alpha" in text and "beta" in text else (FAIL, f"text {text!r}")
 
@@ -369,7 +376,7 @@ def zip_clash(tmp: Path) -> tuple[str, str]:
         stored, dataset = upload_then_load(tmp, {"z.zip": zipped({"x.txt": b"file", "x.txt/y.txt": b"inner",
                                                                    "b.md": b"# b"})})
     except Exception as exc:
-        return refused(lambda: (_ for _ in ()).throw(exc), "x.txt")
+        return judged(exc, "x.txt")
     return RECOVERED, f"kept {[d.id for d in dataset.documents]}; skipped {list(stored.skipped)}"
 
 
