@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # One embedding cache for the whole test run (tests that need a cold cache make their own).
 os.environ.setdefault("WORKBENCH_CACHE_DIR", str(ROOT / ".cache" / "test"))
+# Every run is recorded (workbench.runs): tests that use the default store record there, not in data/.
+os.environ.setdefault("WORKBENCH_STORE", str(ROOT / ".cache" / "test" / "runs.sqlite"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
