@@ -95,6 +95,9 @@ def sidebar_workload() -> Any:
     from workbench.costs import Workload
 
     st.sidebar.subheader("Workload (for costs)")
+    st.sidebar.checkbox("Sliders override the measured rates", key="wl.override",
+                        help="Cache hit rates measured on the traced traffic replace the sliders below unless "
+                             "this is on; the cost charts label each lever measured or assumed.")
     try:
         return Workload(
             queries_per_day=st.sidebar.number_input("Queries per day", 0, 100_000_000, 10_000, 1000, key="wl.qpd"),

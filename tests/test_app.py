@@ -261,6 +261,14 @@ def test_the_batch_share_is_part_of_the_config_and_lowers_its_cost(ran):
     run(ran)
 
 
+def test_the_lever_waterfall_labels_each_lever_measured_or_assumed(ran):
+    waterfall = charts(ran)["Cost per month, lever by lever"]["data"][0]
+    assert waterfall["x"][1:-1] == ["routing<br>(assumed)", "prompt caching<br>(assumed)", "batch<br>(assumed)",
+                                    "response cache<br>(assumed)"]  # no traced traffic in this run store
+    levers = next(c.value for c in ran.caption if c.value.startswith("Levers of"))
+    assert "response cache assumed 0%" in levers and "prompt caching assumed 80%" in levers
+
+
 def test_a_toml_with_a_batch_share_loads_it_and_a_bad_one_is_refused():
     at = start()
     toml = b'name = "batched"\n[generation]\nbatch_share = 0.4\n'

@@ -30,6 +30,31 @@ def with_pipeline(outcome: Outcome, dataset: Dataset) -> Outcome:
 # --- results ------------------------------------------------------------------------------------
 
 
+def measured_levers(workload: Any) -> tuple[Any, dict[str, Any]]:
+    """The workload with the cache hit rates measured on the traced traffic (unless the sidebar's
+    sliders override them), and every lever labelled measured or assumed."""
+    from workbench.levers import levers
+    from workbench.store import default_store_path
+    from workbench.tracing import TraceStore
+    from workbench.tracing.metrics import measured_cache_rates
+
+    measured: dict[str, Any] = {}
+    path = default_store_path()
+    if path.exists() and not st.session_state.get("wl.override"):  # never create a store to read nothing
+        store = TraceStore(path)
+        try:
+            rates = measured_cache_rates(store)
+        finally:
+            store.close()
+        if rates.prompt_cache_hit_rate is not None:
+            measured.update(prompt_cache_hit_rate=rates.prompt_cache_hit_rate,
+                            prompt_cache_from=f"{rates.prompt_cache_requests} traced requests")
+        if rates.response_cache_hit_rate is not None:
+            measured.update(response_cache_hit_rate=rates.response_cache_hit_rate,
+                            response_cache_from=f"{rates.response_cache_lookups} traced lookups")
+    return levers(workload, **measured)
+
+
 def show_results(outcomes: dict[str, Outcome], workload: Any, dataset: Dataset) -> None:
     from workbench.costs import cost_per_query, monthly_cost
 
@@ -60,6 +85,7 @@ def show_results(outcomes: dict[str, Outcome], workload: Any, dataset: Dataset) 
             st.dataframe(summary, key="results.summary")
     if workload is None or not done:
         return
+    workload, figures = measured_levers(workload)
     per_query, monthly = {}, {}
     for label, o in done.items():
         try:
@@ -77,6 +103,12 @@ def show_results(outcomes: dict[str, Outcome], workload: Any, dataset: Dataset) 
     right.plotly_chart(plots.monthly_cost_figure(monthly), key="chart.monthly")
     st.caption("Token counts are offline estimates (legacy Claude tokenizer); context uses each config's mean "
                "chunk length. " + " ".join(sorted({n for b in per_query.values() for n in b.notes})))
+    first = next(iter(monthly))
+    st.plotly_chart(plots.cost_waterfall_figure(monthly[first], {k: f.source for k, f in figures.items()}),
+                    key="chart.waterfall")
+    st.caption(f"Levers of {first}: " + "; ".join(
+        f"{f.lever.replace('_', ' ')} {f.source}" + (f" {f.value:.0%}" if f.value is not None else "") + f" ({f.detail})"
+        for f in figures.values()))
     left, right = st.columns(2)
     if scored and set(scored) <= set(per_query):
         metric = plots.primary_metric(scored)

@@ -66,13 +66,17 @@ def monthly_cost_figure(monthly: Mapping[str, CostBreakdown]) -> go.Figure:
     return _stacked_costs(monthly, 1.0, f"Monthly cost{subtitle}", "per month")
 
 
-def cost_waterfall_figure(breakdown: CostBreakdown) -> go.Figure:
+def cost_waterfall_figure(breakdown: CostBreakdown, sources: Mapping[str, str] | None = None) -> go.Figure:
     """From the naive cost, each lever's saving in turn (routing, prompt caching, batching,
-    response cache), down to the cost with every lever on."""
+    response cache), down to the cost with every lever on. `sources` labels each lever's rate
+    "measured" or "assumed" (`workbench.levers.levers`), shown under its name."""
     import plotly.graph_objects as go
 
     unit = "month" if breakdown.unit == "month" else "query"
-    labels = ["naive", *[lever.replace("_", " ") for lever in breakdown.savings], "with every lever"]
+    sources = sources or {}
+    names = [lever.replace("_", " ") + (f"<br>({sources[lever]})" if lever in sources else "")
+             for lever in breakdown.savings]
+    labels = ["naive", *names, "with every lever"]
     values = [breakdown.naive_total, *[-s for s in breakdown.savings.values()], breakdown.total]
     fig = go.Figure(go.Waterfall(
         x=labels, y=[round(v, 2) for v in values], measure=["absolute", *["relative"] * len(breakdown.savings), "total"],
