@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -473,3 +474,38 @@ def test_gemma_output_cut_off_is_an_invalid_turn_not_a_crash(gemma, env):
     result = run_trial(env, task, AgentConfig(pattern="react", max_steps=1, model="local"), short)
     assert result.status == "step_limit" and result.invalid_calls == 1 and result.llm_calls == 1
     assert all("malformed" in e["invalid"] for e in result.events if e["kind"] == "llm")
+
+
+# --- figures and the app page -------------------------------------------------------------------
+
+
+def test_timeline_and_diagram_figures(env):
+    from workbench.agents.diagram import apply_calls
+    from workbench.plots.agents import diagram_layout, diagrams_figure, trial_timeline_frame
+
+    task = env.task("medium-01")
+    trial = run_trial(env, task, AgentConfig(pattern="react"), ScriptedModel(task.reference))
+    frame = trial_timeline_frame(trial)
+    assert list(frame["kind"]) == ["llm", "tool", "llm", "tool", "llm"] and frame["start_s"].is_monotonic_increasing
+    half = apply_calls(task.start, task.reference[:1])  # the cache node, not its edge
+    fig = diagrams_figure(half, task.goal)
+    red = "#E45756"
+    edge_colours = [t.line.color for t in fig.data if t.mode == "lines"]
+    assert edge_colours.count(red) == 1  # only the goal's orders -> orders_cache edge is missing
+    pos = diagram_layout(task.start)
+    assert pos["web"][0] < pos["api"][0] < pos["orders"][0] < pos["orders_db"][0]
+
+
+def test_agents_page_runs_and_shows_a_trial(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "runs.sqlite"))
+    page = Path(__file__).resolve().parents[1] / "pages" / "2_Agents.py"
+    at = AppTest.from_file(str(page), default_timeout=120).run()
+    assert not at.exception
+    at.multiselect(key="agents_tasks_diagram").set_value(["easy-03", "medium-02"])
+    at.selectbox(key="agents_approval").set_value("deny_all")
+    at.button(key="agents_run").click().run()
+    assert not at.exception
+    assert [m.value for m in at.metric][0] == "0%"  # both tasks delete a node, and deletes are denied
+    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 2
