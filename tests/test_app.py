@@ -483,3 +483,17 @@ def test_hostile_documents_get_a_message_naming_the_file_and_the_app_keeps_worki
         assert any(message in m for m in said), said
     at.radio(key="data.source").set_value("cranfield").run()
     assert not at.exception and at.button(key="run")
+
+
+def test_a_newly_registered_kind_and_every_config_field_appear_without_editing_the_app(monkeypatch):
+    from workbench.registry import REGISTRIES, Registry
+
+    old = REGISTRIES["reranking.kind"]
+    monkeypatch.setitem(REGISTRIES, "reranking.kind", Registry(
+        "reranking.kind", {**{k: old.target(k) for k in old}, "echo": "my_package.echo:EchoReranker"}, extra=old.extra))
+    at = start()
+    assert "echo" in at.selectbox(key="cfg1.reranking.kind").options
+    assert at.selectbox(key="cfg1.retrieval.backend").value == "faiss"  # under "More settings", from its registry
+    at.selectbox(key="cfg1.reranking.kind").set_value("echo").run()
+    assert not at.exception and not [e for e in at.error if "Invalid configuration" in e.value]
+    assert any("`reranking.kind` 'none' → **'echo'**" in m.value for m in at.markdown)

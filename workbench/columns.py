@@ -106,9 +106,18 @@ def _field(section: str, name: str, hint: Any) -> Field | None:
     return Field(path=path, label=label, widget=widget, low=low, high=high, step=step, main=path in MAIN)
 
 
-@functools.cache
 def config_fields() -> tuple[Field, ...]:
-    """Every scalar field of every section of `PipelineConfig`, the `MAIN` ones first, in `MAIN`'s order."""
+    """Every scalar field of every section of `PipelineConfig`, the `MAIN` ones first, in `MAIN`'s order.
+
+    Built again when a registry's kinds change, so a kind registered at run time appears at once.
+    """
+    from .registry import REGISTRIES
+
+    return _fields(tuple(r.choices() for r in REGISTRIES.values()))
+
+
+@functools.lru_cache(maxsize=4)
+def _fields(kinds: tuple[tuple[str, ...], ...]) -> tuple[Field, ...]:  # kinds: the cache key only
     hints = typing.get_type_hints(PipelineConfig)
     found = []
     for section in (f.name for f in dataclasses.fields(PipelineConfig) if dataclasses.is_dataclass(hints[f.name])):
