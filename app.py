@@ -88,7 +88,7 @@ def column_config(i: int) -> PipelineConfig:
     return columns.column_config(ss[f"cfg{i}.base"], ss[f"cfg{i}.name"] or f"config {i + 1}", values)
 
 
-# --- dataset ------------------------------------------------------------------------------------
+# --- sidebar ------------------------------------------------------------------------------------
 
 
 def sidebar_workload() -> Any:

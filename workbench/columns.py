@@ -205,12 +205,13 @@ def run_config(config: PipelineConfig, dataset: Dataset, query_ids: Sequence[str
     return outcome.result, outcome.run_id, outcome.cached
 
 
-def stored_runs(dataset: Dataset) -> list[RunRecord]:
-    """Completed runs of exactly this dataset (by fingerprint) in the default run store, newest first."""
+def stored_runs(dataset: Dataset, limit: int = 200) -> list[RunRecord]:
+    """The newest `limit` completed runs of exactly this dataset (by fingerprint) in the default run store,
+    newest first."""
     from .store import RunStore
 
     with RunStore.default() as store:
-        return store.runs(dataset_fingerprint=dataset.fingerprint(), status="completed")[::-1]
+        return store.runs(dataset_fingerprint=dataset.fingerprint(), status="completed", limit=limit)[::-1]
 
 
 def stored_outcome(record: RunRecord) -> Outcome:
