@@ -232,11 +232,10 @@ def show_outcome(outcome: Outcome | None, slot: Any) -> None:
         if outcome.error:
             st.error(f"Run failed: {outcome.error}")
             return
-        r = outcome.result
-        stored = f"; stored as run {outcome.run_id}" if outcome.run_id else ""
+        r, run = outcome.result, outcome.run_id
+        kept = f"served from the run store (run {run}, an identical request)" if outcome.reused else f"stored as run {run}"
         st.success(f"{len(r.rows)} queries, {r.n_chunks} chunks in {outcome.seconds:.1f} s; embedded "
-                   f"{outcome.embedded} new texts" + ("; served from the run store (an identical earlier run)"
-                                                      if outcome.reused else stored))
+                   f"{outcome.embedded} new texts; {kept}")
 
 
 # --- the page -------------------------------------------------------------------------------------

@@ -358,7 +358,8 @@ def test_every_run_is_stored_and_an_identical_one_is_served_from_the_store(run_s
     for label, o in again.session_state["outcomes"].items():
         assert o.reused and o.run_id == outcomes[label].run_id
         assert o.result.aggregates == pytest.approx(dict(outcomes[label].result.aggregates))
-    assert [s.value.endswith("served from the run store (an identical earlier run)") for s in again.success] == [True] * 2
+    assert [s.value.endswith(f"served from the run store (run {o.run_id}, an identical request)")
+            for s, o in zip(again.success, again.session_state["outcomes"].values())] == [True] * 2
     with RunStore(run_store) as store:
         assert len(store.runs()) == len(stored)  # nothing stored twice
 
