@@ -182,7 +182,7 @@ GOOD_CORPUS = '{"_id": "a", "text": "alpha"}\n{"_id": "b", "text": "beta"}\n'
         ('{"text": "x?"}\n', 1, r"has no '_id'"),
         ('{"_id": "q"}\n', 1, r"has no 'text'"),
         ('{"_id": true, "text": "x?"}\n', 1, r"has a bool as '_id'"),
-        ('{"_id": "", "text": "x?"}\n', 1, r"has a str as '_id'"),
+        ('{"_id": "", "text": "x?"}\n', 1, r"has an empty '_id'"),
         ('\n\n{"_id": "q", "text": "x?"\n', 3, r"is not valid JSON"),
         ("not json at all\n", 1, r"is not valid JSON"),
         ('"just a string"\n', 1, r"is a JSON str, not an object"),
@@ -404,3 +404,12 @@ def test_a_byte_order_mark_is_not_part_of_the_first_header_or_row(tmp_path):
     (path / "qrels" / "test.tsv").write_text(bom + (path / "qrels" / "test.tsv").read_text())
     dataset = load_dataset(path)
     assert dataset.queries == {"q": "x?"} and dataset.qrels == {"q": {"a": 1}} and dataset.documents[0].id == "a"
+
+
+def test_json_lines_split_on_newlines_only(tmp_path):
+    text = "a line\u2028separator, a paragraph\u2029separator and a form\x0cfeed"
+    path = _write_beir(tmp_path, corpus=json.dumps({"_id": "a", "text": text}, ensure_ascii=False) + "\r\n",
+                       queries=json.dumps({"_id": "q", "text": "sep\u2028?"}, ensure_ascii=False) + "\n",
+                       qrels="q\ta\t1\n")
+    dataset = load_dataset(path)
+    assert dataset.documents[0].text == text and dataset.queries == {"q": "sep\u2028?"}

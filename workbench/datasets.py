@@ -209,7 +209,8 @@ def _index(value: Any) -> int:
 def _read_jsonl(path: Path, shown: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines file."""
     rows = []
-    for n, line in enumerate(_table_text(path, shown).splitlines(), 1):
+    # split on newlines only: str.splitlines also breaks at U+2028 and others, legal inside JSON strings
+    for n, line in enumerate(_table_text(path, shown).split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -234,7 +235,7 @@ def _field(row: Mapping[str, Any], key: str, shown: Path, line: int, *, required
     if isinstance(value, int) and not isinstance(value, bool) and key == "_id":
         return str(value)
     if not isinstance(value, str) or (key == "_id" and not value):
-        problem = "has no" if value is None else f"has a {type(value).__name__} as"
+        problem = "has no" if value is None else "has an empty" if value == "" else f"has a {type(value).__name__} as"
         raise DatasetError(f"{problem} {key!r}; each row needs a text {key!r} ({clip(value, 60)} given)",
                            path=shown, line=line)
     return value
