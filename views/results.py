@@ -16,7 +16,8 @@ __all__ = ["show_drilldown", "show_results"]
 
 
 def with_pipeline(outcome: Outcome, dataset: Dataset) -> Outcome:
-    """A stored run's chunks, for its drill-down and cost (chunked again; embeddings come from the cache)."""
+    """A stored run's pipeline, for its chunks in the drill-down and cost: chunked and indexed again (its
+    embeddings come from the cache), never evaluated again."""
     if outcome.pipeline is not None:
         return outcome
     from workbench.experiment import build_pipeline
