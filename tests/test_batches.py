@@ -157,3 +157,18 @@ def test_batch_requests_carry_the_generators_prompt_and_cache_mark(api):
     run = run_batch(anthropic_client(base_url=api.url), [req], poll=FAST, sleep=lambda s: None, cache_ttl="1h")
     usage = run.results["q1"].usage
     assert usage.cache_write_tokens == tokens(params["system"][0]["text"])  # the server cached the marked prefix
+
+
+def test_judge_calls_go_through_a_batch_at_half_the_price(api):
+    from workbench.generation import LLMJudge
+
+    api.responder = lambda body: '{"faithfulness": 4, "relevance": 5}'
+    judge = LLMJudge(GenerationConfig(kind="anthropic", base_url=api.url, prompt_caching=False))
+    items = {"a": ("How high is Everest?", "8,849 m [1]", CONTEXT), "b": ("Who made Python?", "Guido [2]", CONTEXT)}
+    graded, run = judge.judge_batch(items, poll=FAST)
+    assert set(graded) == {"a", "b"} and run.failed == []
+    sync = judge.judge(*items["a"])
+    assert (graded["a"].faithfulness, graded["a"].relevance) == (sync.faithfulness, sync.relevance) == (0.75, 1.0)
+    assert graded["a"].usage.cost_usd == pytest.approx(0.5 * sync.usage.cost_usd)
+    sent = next(r for r in api.requests if r.outcome == "batch-created").body["requests"][0]["params"]
+    assert "Answer to grade:\n8,849 m [1]" in sent["messages"][-1]["content"] and sent["max_tokens"] == 64

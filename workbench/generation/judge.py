@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import GenerationConfig
 from ..metrics import parse_judgement
 from ..types import Hit, Usage
 from .base import build_prompt
 from .claude import AnthropicGenerator
+
+if TYPE_CHECKING:
+    from ..batches import BatchLedger, BatchRun, PollPolicy
+    from ..types import Prompt
 
 __all__ = ["JUDGE_PROMPT", "Judgement", "LLMJudge"]
 
@@ -52,13 +56,40 @@ class LLMJudge:
         Raises:
             GenerationError: the judge could not be reached (see `AnthropicGenerator`).
         """
+        text, usage = self._client.complete(self._prompt(query, answer, context))
+        return _judgement(text, usage)
+
+    def _prompt(self, query: str, answer: str, context: Sequence[Hit]) -> Prompt:
         question = f"Question: {query}\n\nAnswer to grade:\n{answer}"
-        prompt = build_prompt(question, context, instructions=JUDGE_PROMPT,
-                              caching=self._client.config.prompt_caching, cache_ttl=self._client.config.cache_ttl)
-        text, usage = self._client.complete(prompt)
-        try:
-            faithfulness, relevance = parse_judgement(text)
-        except ValueError:
-            log.warning("judge reply unreadable: %r", text[:200])
-            faithfulness = relevance = math.nan
-        return Judgement(faithfulness=faithfulness, relevance=relevance, usage=usage, raw=text)
+        return build_prompt(question, context, instructions=JUDGE_PROMPT,
+                            caching=self._client.config.prompt_caching, cache_ttl=self._client.config.cache_ttl)
+
+    def judge_batch(
+        self, items: Mapping[str, tuple[str, str, Sequence[Hit]]], *, ledger: BatchLedger | None = None,
+        key: str | None = None, poll: PollPolicy | None = None,
+    ) -> tuple[dict[str, Judgement], BatchRun]:
+        """Grade many (query, answer, context) items in one Message Batch (the batch price).
+
+        Returns:
+            The judgements of the items that succeeded (by the items' keys), and the batch run.
+        """
+        from ..batches import BatchRequest, PollPolicy, run_batch
+        from .claude import anthropic_client
+
+        config = self._client.config
+        ids = {f"j{n}": item_id for n, item_id in enumerate(items)}
+        requests = [BatchRequest(custom_id=cid, model=self._client.models[0], max_tokens=config.max_tokens,
+                                 prompt=self._prompt(*items[item_id])) for cid, item_id in ids.items()]
+        client = anthropic_client(base_url=config.base_url or None, timeout=config.timeout_s)
+        run = run_batch(client, requests, key=key, ledger=ledger, poll=poll or PollPolicy(), cache_ttl=config.cache_ttl)
+        return {ids[cid]: _judgement(r.text, r.usage) for cid, r in run.results.items()
+                if r.status == "succeeded" and r.usage is not None}, run
+
+
+def _judgement(text: str, usage: Usage) -> Judgement:
+    try:
+        faithfulness, relevance = parse_judgement(text)
+    except ValueError:
+        log.warning("judge reply unreadable: %r", text[:200])
+        faithfulness = relevance = math.nan
+    return Judgement(faithfulness=faithfulness, relevance=relevance, usage=usage, raw=text)
