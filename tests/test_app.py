@@ -498,3 +498,13 @@ def test_a_newly_registered_kind_and_every_config_field_appear_without_editing_t
     at.selectbox(key="cfg1.reranking.kind").set_value("echo").run()
     assert not at.exception and not [e for e in at.error if "Invalid configuration" in e.value]
     assert any("`reranking.kind` 'none' → **'echo'**" in m.value for m in at.markdown)
+
+
+def test_streamlit_started_in_the_project_runs_without_the_file_watcher():
+    import subprocess
+    import sys
+
+    root = Path(APP).parent  # where `make run` and the browser tests start it
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=root, capture_output=True,
+                           text=True, check=True, timeout=120).stdout.splitlines()
+    assert 'fileWatcherType = "none"' in shown and "headless = true" in shown
