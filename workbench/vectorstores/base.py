@@ -357,6 +357,13 @@ class BaseIndex:
         results = self._search(vectors, int(k), conds)
         return [sorted(row, key=lambda pair: -pair[1]) for row in results]  # relaxed-order scans
 
+    def disk_bytes(self) -> int:
+        """Bytes the index occupies on disk (its folder; 0 in memory or on a server)."""
+        folder = self.spec.folder or self._tmp
+        if folder is None or self.spec.url:
+            return 0
+        return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
     # -- for subclasses ----------------------------------------------------------------------
 
     def _upsert(self, ids: list[str], doc_ids: list[str], vectors: np.ndarray, rows: list[dict[str, Any]]) -> None:

@@ -109,7 +109,7 @@ class PgvectorIndex(BaseIndex):
         if columns:
             (typmod,) = self._conn.execute(
                 "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
-                (self.spec.name,)).fetchone()
+                (self._table,)).fetchone()
             if typmod != self.spec.dimension:
                 raise VectorStoreError(
                     f"dimension mismatch: table {self.spec.name!r} holds vectors of dimension {typmod}, "
@@ -188,6 +188,10 @@ class PgvectorIndex(BaseIndex):
                 cur.execute(sql, (vector, *params, vector), prepare=True)
                 results.append([(cid, float(score)) for cid, score in cur.fetchall()])
         return results
+
+    def disk_bytes(self) -> int:
+        """The table's size with its indexes and TOAST (`pg_total_relation_size`), not the whole cluster."""
+        return int(self._conn.execute("SELECT pg_total_relation_size(%s::regclass)", (self._table,)).fetchone()[0])
 
     def close(self) -> None:
         """Close the connection (an embedded server stops when the process exits)."""
