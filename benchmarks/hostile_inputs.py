@@ -318,9 +318,9 @@ def _traces_page(tmp: Path, typed: str) -> tuple[str, str]:
     return (OK, errors[0]) if errors else (FAIL, "no message shown")
 
 
-@case("2", "Traces page opens any typed path", "sqlite:///runs.sqlite", timeout_s=120)
+@case("2", "Traces page opens any typed path", "sqlite:///missing.sqlite (a URL, no such store)", timeout_s=120)
 def traces_url(tmp: Path) -> tuple[str, str]:
-    return _traces_page(tmp, "sqlite:///runs.sqlite")
+    return _traces_page(tmp, "sqlite:///missing.sqlite")
 
 
 @case("2", "Traces page opens any typed path", "newdir/sub/x.sqlite", timeout_s=120)
