@@ -190,7 +190,7 @@ def test_bad_file_names_are_skipped_with_the_reason_and_the_rest_is_kept(root, b
     assert files_under(in_zip.path) == {"good.txt"}
     assert len(in_zip.skipped) == 1 and len(in_zip.skipped[0]) < 250
     if "\0" in bad:  # a zip cannot carry a NUL: zipfile cuts the name there, on writing and on reading
-        assert in_zip.skipped == ("nul (not one of .txt, .md, .html, .pdf)",)
+        assert in_zip.skipped == ("nul (not one of .txt, .md, .markdown, .html, .htm, .pdf)",)
     else:
         assert why in in_zip.skipped[0]
     if "/" not in bad:
@@ -228,3 +228,10 @@ def test_any_member_names_store_safely_or_fail_as_upload_errors(tmp_path_factory
     else:
         assert stored.path.parent == root
         assert all(p.resolve().is_relative_to(stored.path.resolve()) for p in stored.path.rglob("*"))
+
+
+def test_every_suffix_the_folder_loader_reads_is_kept(root):
+    members = {"a.htm": b"<title>A</title><p>alpha</p>", "b.markdown": b"# B\n\nbeta", "c.TXT": b"gamma"}
+    stored = store_upload([upload("docs.zip", zipped(members))], root=root)
+    assert stored.documents == ("a.htm", "b.markdown", "c.TXT") and stored.skipped == ()
+    assert {d.metadata["title"] for d in load_dataset(stored.path).documents} == {"A", "B", "c"}

@@ -37,7 +37,7 @@ def pick_dataset() -> tuple[Dataset, Path | None]:
         return cached_dataset(source), None
     files = st.sidebar.file_uploader(
         "Documents: .txt .md .html .pdf, or a .zip of them (200 MB at most)",
-        type=["zip", "txt", "md", "html", "pdf"], accept_multiple_files=True, key="data.files",
+        type=["zip", "txt", "md", "markdown", "html", "htm", "pdf"], accept_multiple_files=True, key="data.files",
     )
     questions = st.sidebar.file_uploader(
         "Questions (optional): questions.csv with references, or BEIR queries.jsonl + qrels .tsv",

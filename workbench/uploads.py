@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .documents import FOLDER_SUFFIXES
 from .io import DatasetError, cache_dir, clip
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # Streamlit's own default upload cap, and ours
-DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".pdf")
+DOCUMENT_SUFFIXES = FOLDER_SUFFIXES  # what `load_folder` reads: .txt .md .markdown .html .htm .pdf
 # Questions a folder may carry (see `workbench.datasets.load_folder`): span references, or BEIR.
 QUESTION_FILES = ("questions.csv", "queries.jsonl", "qrels/test.tsv")
 _MAX_MEMBERS = 10_000
