@@ -306,3 +306,18 @@ def test_chunkers_are_usable_directly():
     assert [c.text for c in fixed] == ["one two three", "three four five", "five six seven"]
     recursive = RecursiveChunker(size=3, tokenize=tokenize).chunk(doc)
     assert [c.text for c in recursive] == ["one two three", "four five six", "seven"]
+
+
+def test_chunkers_are_built_like_every_stage_from_config_and_resources():
+    from workbench.registry import REGISTRIES
+    from workbench.resources import Resources
+
+    assert CHUNKERS is REGISTRIES["chunking.method"] and CHUNKERS["fixed"] is FixedTokenChunker
+    doc = Document(id="d", text="one two three four five six seven eight nine ten eleven twelve")
+    config = ChunkingConfig(method="fixed", size=4, overlap=1)
+    direct = CHUNKERS["fixed"].from_config(config, Resources(count_tokens=lambda word: 1))
+    spans = [(c.start, c.end) for c in direct.chunk(doc)]
+    assert spans == [(c.start, c.end) for c in make_chunker(config, count_tokens=lambda word: 1).chunk(doc)]
+    assert [doc.text[s:e].split()[0] for s, e in spans] == ["one", "four", "seven", "ten"]
+    with pytest.raises(ValueError, match=r"unknown chunking tokenizer 'bpe'; choose one of \['claude', 'embedding', 'whitespace'\]"):
+        make_tokenize("bpe")

@@ -356,6 +356,9 @@ def test_a_registry_lists_added_kinds_and_refuses_bad_targets() -> None:
         registry.add("bad", "no_colon")
     with pytest.raises(ConfigError, match=r"unknown reranker 'x'; choose one of \['mmr', 'none', 'reverse'\]"):
         registry.check("x", "reranker")
+    registry.remove("reverse")
+    with pytest.raises(ConfigError, match=r"unknown reranking.kind 'reverse'; choose one of \['mmr', 'none'\]"):
+        registry.check("reverse")
 
 
 def test_choices_and_bounds_of_fields() -> None:

@@ -371,6 +371,17 @@ def test_extractive_embedding_scorer_finds_paraphrases(embedder):
     assert answer.citations == ("doc:3",) and "Guido" in answer.text
 
 
+def test_generators_come_from_the_registry_and_answer_with_the_configured_model():
+    from workbench.registry import REGISTRIES
+    from workbench.resources import Resources
+
+    assert GENERATORS is REGISTRIES["generation.kind"] and sorted(GENERATORS) == ["anthropic", "extractive", "local"]
+    config = GenerationConfig(kind="extractive", extractive_scorer="lexical", extractive_sentences=1)
+    gen = GENERATORS["extractive"].from_config(config, Resources())
+    assert gen.generate("Who invented the language?", CONTEXT).text == make_generator(config).generate(
+        "Who invented the language?", CONTEXT).text
+
+
 def test_make_generator_lists_every_kind_on_a_typo():
     with pytest.raises(ValueError) as err:
         make_generator(GenerationConfig(kind="extractiv"))

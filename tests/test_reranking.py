@@ -64,6 +64,15 @@ def test_unknown_kind_lists_every_known_kind():
     assert "'colbert'" in str(err.value)
 
 
+def test_every_registered_reranker_has_the_whole_protocol():
+    from workbench.registry import REGISTRIES
+
+    assert RERANKERS is REGISTRIES["reranking.kind"] and "none" in RERANKERS.choices() and "none" not in RERANKERS
+    for kind in RERANKERS:
+        cls = RERANKERS[kind]
+        assert all(callable(getattr(cls, name, None)) for name in ("from_config", "prepare", "rerank")), kind
+
+
 def test_trained_kind_needs_the_training_folder(tmp_path):
     with pytest.raises(ConfigError, match="train_reranker"):
         make_reranker(RerankingConfig(kind="trained", model=str(tmp_path / "nope")))

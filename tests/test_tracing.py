@@ -121,7 +121,17 @@ def test_answer_is_one_trace_with_a_span_per_stage(store, pipeline, cranfield):
     assert record.cited_doc_ids == tuple(by_id[c] for c in response.answer.citations)
 
 
-def test_rerank_span_nests_under_the_request(store, pipeline):
+@pytest.fixture
+def reverse_kind():
+    """Reverse registered as reranking.kind "reverse" for one test (configs check kinds against the registry)."""
+    from workbench.registry import register, unregister
+
+    register("reranking.kind", "reverse", f"{__name__}:Reverse")
+    yield
+    unregister("reranking.kind", "reverse")
+
+
+def test_rerank_span_nests_under_the_request(store, pipeline, reverse_kind):
     config = replace_path(pipeline.config, "reranking.kind", "reverse")
     reranked = dataclasses.replace(pipeline, config=config, reranker=Reverse())
     hits, _ = reranked.search("boundary layer transition")

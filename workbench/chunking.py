@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDING_MODEL, ChunkingConfig, EmbeddingConfig
+from .config import DEFAULT_EMBEDDING_MODEL, ChunkingConfig, EmbeddingConfig, choices, shorten
 from .registry import REGISTRIES, Registry
 from .resources import Resources
 from .tokens import claude_tokenizer
@@ -161,7 +161,7 @@ def make_tokenize(
         return _offsets_tokenize(_embedding_tokenizer(embedding_model))
     if name == "claude":
         return _offsets_tokenize(claude_tokenizer())
-    raise ValueError(f"unknown chunking tokenizer {name!r}; choose one of ['claude', 'embedding', 'whitespace']")
+    raise ValueError(f"unknown chunking tokenizer {shorten(name)}; choose one of {list(choices('chunking.tokenizer'))}")
 
 
 # --- headings and chunk assembly -------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from .validation import ConfigError, shorten
 
-__all__ = ["Registry", "REGISTRIES", "registry", "register", "choices"]
+__all__ = ["Registry", "REGISTRIES", "registry", "register", "unregister", "choices"]
 
 
 class Registry(Mapping[str, Any]):
@@ -66,6 +66,11 @@ class Registry(Mapping[str, Any]):
         if ":" not in target:
             raise ValueError(f"register {self.field}={name!r} as 'package.module:Class', got {shorten(target)}")
         self._targets[name] = target
+        self._resolved.pop(name, None)
+
+    def remove(self, name: str) -> None:
+        """Forget kind `name` (one `add` made); configs naming it no longer load."""
+        del self._targets[name]
         self._resolved.pop(name, None)
 
 
@@ -132,6 +137,11 @@ def register(field: str, name: str, target: str) -> None:
     The class needs `from_config(config, resources)`; configs naming `name` then load.
     """
     registry(field).add(name, target)
+
+
+def unregister(field: str, name: str) -> None:
+    """Remove a kind `register` added."""
+    registry(field).remove(name)
 
 
 def choices(field: str) -> tuple[str, ...]:
