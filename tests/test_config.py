@@ -397,3 +397,27 @@ def test_the_hash_of_a_stored_run_with_routing_model_is_unchanged() -> None:
     assert config_hash(from_dict(PipelineConfig, legacy)) == STORED_HASHES["defaults"]
     moved = replace_path(PipelineConfig(), "generation.model", "claude-sonnet-4-5")
     assert config_hash(moved) != STORED_HASHES["defaults"]
+
+
+def test_cli_help_lists_every_registered_kind(capsys) -> None:
+    from workbench.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    shown = capsys.readouterr().out
+    for field, registry in REGISTRIES.items():
+        assert f"{field} = {' | '.join(registry.choices())}" in shown
+
+
+def test_resources_fall_back_to_the_defaults_and_keep_what_is_given() -> None:
+    from workbench.resources import Resources
+    from workbench.tokens import estimate_tokens
+
+    assert Resources().load_count_tokens() is estimate_tokens and Resources(count_tokens=len).load_count_tokens() is len
+    embed = lambda texts: texts  # noqa: E731
+    assert Resources(embed=embed).load_embed() is embed
+    config = replace_path(PipelineConfig(), "generation.model", "claude-opus-4-5")
+    resources = Resources.for_config(config, chunks=())
+    assert resources.model == "claude-opus-4-5" and resources.embedding == config.embedding
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resources.model = "x"  # type: ignore[misc]

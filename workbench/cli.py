@@ -355,11 +355,20 @@ def _add_vector_commands(sub: argparse._SubParsersAction) -> None:
     vd.set_defaults(func=_vectordb)
 
 
+def _kinds_help() -> str:
+    """Every kind a config may name, read from the stage registries."""
+    from .registry import REGISTRIES
+
+    lines = [f"  {field} = {' | '.join(r.choices())}" for field, r in REGISTRIES.items()]
+    return "kinds a config may name (workbench.registry):\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate", help="run configs on a dataset and print their retrieval metrics")
+    ev = sub.add_parser("evaluate", help="run configs on a dataset and print their retrieval metrics",
+                        epilog=_kinds_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--dataset", default="cranfield", help="bundled name (cranfield, chunking) or a folder")
     ev.add_argument("--config", action="append", required=True, help="a TOML config; repeat to compare")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,7 +4,8 @@ A stage reads its own config section and takes everything else it needs from `Re
 the embedder, the price table, the answering model, the chunks an index covers, the stages
 built before it (the retriever a retrieval-aware router inspects), callables a test or a
 study injects. Every field is optional; the `load_*` methods fall back to the process-wide
-defaults (memoised where they live), so building `Resources()` costs nothing.
+defaults (memoised where they live), so building `Resources()` costs nothing. (The run store
+is not here: no stage reads or writes it; `workbench.runs` does, above the stages.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from .embedding import Embedder
     from .prices import ModelPrice
     from .retrieval import Retriever
-    from .store import RunStore
     from .types import Answer, Chunk
 
 __all__ = ["Resources"]
@@ -36,8 +36,7 @@ class Resources:
     embed: Callable[[Sequence[str]], np.ndarray] | None = None  # texts -> vectors, for the semantic chunker
     count_tokens: Callable[[str], int] | None = None  # a custom token counter (chunk sizes, rules router)
     model: str = DEFAULT_ANSWER_MODEL  # the answering model (`generation.model`), the fixed router's pick
-    prices: Mapping[str, ModelPrice] | None = None  # the price table; None: `prices.load_prices()`
-    store: RunStore | None = None  # where runs are kept
+    prices: Mapping[str, ModelPrice] | None = None  # the price table; None: each stage loads the default
     chunks: Sequence[Chunk] = ()  # what a retriever indexes (the chunking stage's output)
     retriever: Retriever | None = None  # the first stage, for the retrieval-aware router
     answer: Callable[[str, str], Answer] | None = None  # (query, model) -> Answer, for the cascade
@@ -59,14 +58,6 @@ class Resources:
     def load_embed(self) -> Callable[[Sequence[str]], np.ndarray]:
         """`embed`, else the embedder's `embed`."""
         return self.embed if self.embed is not None else self.load_embedder().embed
-
-    def load_prices(self) -> Mapping[str, ModelPrice]:
-        """`prices`, else the price table (`$WORKBENCH_PRICES` or data/prices.toml)."""
-        if self.prices is not None:
-            return self.prices
-        from .prices import load_prices
-
-        return load_prices()
 
     def load_count_tokens(self) -> Callable[[str], int]:
         """`count_tokens`, else the offline Claude token estimate."""
