@@ -102,13 +102,28 @@ def test_history_beyond_the_budget_is_truncated(api):
 def test_history_beyond_the_budget_is_summarised_by_the_generator(api):
     cfg = claude(api, **{"budget.history_tokens": 25, "budget.history_overflow": "summarise"})
     chat = Conversation(build_pipeline(cfg, DATASET), count=words)
-    for q in QUESTIONS:
+    for q in [*QUESTIONS, "Is K2 in China?", "Which is harder to climb?"]:
         turn = chat.ask(q)
     summaries = [r.body for r in api.requests if r.outcome == "ok"
                  and r.body["messages"][-1]["content"].endswith(SUMMARY_QUESTION)]
-    assert summaries, "the configured generator was asked for a summary"
+    assert len(summaries) >= 2, "the configured generator was asked for a summary as history overflowed"
+    # incremental: a later summary is written from the earlier one and the turns dropped since
+    assert "Earlier summary: " in summaries[-1]["system"][1]["text"]
+    assert QUESTIONS[0] not in summaries[-1]["system"][1]["text"]
     assert turn.history.summary is not None and turn.history.summary.startswith(SUMMARY_PREFIX)
     assert turn.history.tokens <= 25
+    # the summary call is paid for in the turn that made it, at its counted usage
+    from workbench.prices import price_of, usage_cost
+    from workbench.types import Usage
+
+    ok = [r for r in api.requests if r.outcome == "ok"]
+    assert ok[-2].body["messages"][-1]["content"] == SUMMARY_QUESTION  # the summary, then the answer
+    u = ok[-2].usage
+    paid = usage_cost(Usage(model="claude-haiku-4-5", input_tokens=u["input_tokens"], output_tokens=u["output_tokens"],
+                            cache_write_tokens=u["cache_creation_input_tokens"],
+                            cache_read_tokens=u["cache_read_input_tokens"]), price_of("claude-haiku-4-5"))
+    assert turn.cost.counted and turn.cost.summary_usd == pytest.approx(paid) and paid > 0
+    assert turn.cost.with_caching_usd > turn.cost.summary_usd
     last = [r.body for r in api.requests if r.outcome == "ok"][-1]["messages"]
     assert last[1]["content"] == turn.history.summary or last[1]["content"][0]["text"] == turn.history.summary
 

@@ -11,6 +11,7 @@ offline generator they are offline token estimates priced at the configured mode
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from .budget import FittedHistory, Turn, fit_history
 from .generation.base import build_prompt
 from .prices import price_of, usage_cost
-from .types import Chunk, Hit, Usage
+from .types import Answer, Chunk, Hit, Usage
 
 if TYPE_CHECKING:
     from .config import PipelineConfig
@@ -56,9 +57,10 @@ class TurnCost:
     output_tokens: int
     prefix_tokens: int  # instructions + history: the part that can be cached
     cached_prefix_tokens: int  # of those, read from the cache (sent unchanged last turn)
-    with_caching_usd: float
+    with_caching_usd: float  # both totals include `summary_usd`
     without_caching_usd: float
     counted: bool  # True: the API's usage; False: offline estimates
+    summary_usd: float = 0.0  # the call that summarised older history this turn (if any)
 
     @property
     def saving_usd(self) -> float:
@@ -90,6 +92,8 @@ class Conversation:
         self.pipeline = pipeline
         self.count = count or estimate_tokens
         self.turns: list[ChatTurn] = []
+        self._summaries: list[tuple[Answer, int]] = []  # this turn's summary calls and their input estimate
+        self._summary: tuple[int, str] = (0, "")  # how many of the first turns the last summary covers, and it
 
     @property
     def history(self) -> list[Turn]:
@@ -102,23 +106,47 @@ class Conversation:
         Raises:
             BudgetError: the question alone exceeds `budget.context_tokens`.
         """
+        self._summaries.clear()
         fitted = fit_history(self.history, self.pipeline.config.budget, summarise=self._summarise, count=self.count)
         response = self.pipeline.answer(question, on_text=on_text, history=fitted.turns)
         previous = self.turns[-1].history.turns if self.turns else None  # the history cached last turn
         cost = self._cost(question, response, fitted.turns, previous)
+        if self._summaries:
+            extra = sum(self._summary_cost(a, n) for a, n in self._summaries)
+            cost = dataclasses.replace(cost, summary_usd=extra, with_caching_usd=cost.with_caching_usd + extra,
+                                       without_caching_usd=cost.without_caching_usd + extra)
         turn = ChatTurn(question=question, response=response, history=fitted, cost=cost)
         self.turns.append(turn)
         return turn
 
     def _summarise(self, turns: Sequence[Turn]) -> str:
-        """The configured generator's summary of `turns` (given to it as numbered passages)."""
-        context = [
-            Hit(chunk=Chunk(id=f"turn:{n}", doc_id="conversation", text=f"User: {q}\nAssistant: {a}", start=0,
-                            end=len(q) + len(a) + 17), score=1.0, rank=n)
-            for n, (q, a) in enumerate(turns, 1)
-        ]
+        """The configured generator's summary of `turns` (given to it as numbered passages).
+
+        Incremental: when the turns start with the ones summarised last time, the generator gets
+        that summary and only the turns dropped since (the same turns again cost nothing).
+        """
+        done, summary = self._summary
+        if summary and tuple(turns[:done]) == tuple(self.history[:done]) and done <= len(turns):
+            if done == len(turns):
+                return summary
+            texts = [f"Earlier summary: {summary}"] + [f"User: {q}\nAssistant: {a}" for q, a in turns[done:]]
+        else:
+            texts = [f"User: {q}\nAssistant: {a}" for q, a in turns]
+        context = [Hit(chunk=Chunk(id=f"turn:{n}", doc_id="conversation", text=t, start=0, end=len(t)), score=1.0,
+                       rank=n) for n, t in enumerate(texts, 1)]
         model = self.pipeline.config.generation.model
-        return self.pipeline.generator(model).generate(SUMMARY_QUESTION, context).text
+        answer = self.pipeline.generator(model).generate(SUMMARY_QUESTION, context)
+        self._summaries.append((answer, self.count(SUMMARY_QUESTION) + sum(self.count(t) for t in texts)))
+        self._summary = (len(turns), answer.text)
+        return answer.text
+
+    def _summary_cost(self, answer: Answer, input_estimate: int) -> float:
+        """What a summary call cost: its counted usage, else its estimated tokens at the configured model."""
+        if answer.usage.counted:
+            return answer.usage.cost_usd
+        model = self.pipeline.config.generation.model
+        usage = Usage(model=model, input_tokens=input_estimate, output_tokens=self.count(answer.text))
+        return usage_cost(usage, price_of(model))
 
     def _cost(self, question: str, response: Response, sent: Sequence[Turn],
               previous: Sequence[Turn] | None) -> TurnCost:
