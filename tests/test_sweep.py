@@ -490,3 +490,19 @@ def test_cli_names_a_broken_sweep_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "spec.toml' is not UTF-8 TOML" in err and "Traceback" not in err
     assert not (tmp_path / "runs.sqlite").exists()  # nothing was created for a sweep that never started
+
+
+def test_a_worker_that_hashes_configs_differently_fails_its_trial(tmp_path, tiny, monkeypatch):
+    # A worker on another workbench version would store its runs under keys no later sweep finds.
+    import dataclasses
+
+    import workbench.experiment as experiment
+
+    real = experiment.run_experiment
+    monkeypatch.setattr(experiment, "run_experiment",
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), config_hash="0" * 16))
+    store = RunStore(tmp_path / "runs.sqlite")
+    result = sweep(BASE, {"chunking.size": [32]}, dataset=tiny, store=store)
+    assert [t.status for t in result.trials] == ["failed"]
+    assert "another workbench version" in result.trials[0].error
+    assert store.runs(status="completed") == []
