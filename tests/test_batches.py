@@ -13,7 +13,6 @@ from anthropic_server import AnthropicServer, tokens  # noqa: E402
 
 from workbench.batches import (  # noqa: E402
     BatchError,
-    BatchLedger,
     BatchRequest,
     PollPolicy,
     answer_requests,
@@ -22,6 +21,7 @@ from workbench.batches import (  # noqa: E402
 )
 from workbench.config import GenerationConfig  # noqa: E402
 from workbench.generation import AnthropicGenerator, anthropic_client  # noqa: E402
+from workbench.store.ledger import BatchLedger  # noqa: E402
 from workbench.prices import load_prices, price_of, usage_cost  # noqa: E402
 from workbench.types import Chunk, Hit  # noqa: E402
 

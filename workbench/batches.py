@@ -4,8 +4,8 @@
 backoff until it ends, reads its results and maps them back by `custom_id`. Each result is
 "succeeded", "errored", "canceled", "expired" or (a request the results never mention)
 "missing"; `retry_rounds` resubmits the failed ones in a new batch. Costs come from each
-result's real `usage` at the batch price. With a `ledger` (the run store's `message_batches`
-table) the batch id is kept under a caller's key before the first poll, so a process that
+result's real `usage` at the batch price. With a `ledger` (`workbench.store.ledger.BatchLedger`,
+the run store's `message_batches` table) the batch id is kept under a caller's key before the first poll, so a process that
 restarts while the batch is in flight resumes polling that batch instead of paying for a new one.
 
 `answer_requests` and `answers_from` turn (query, context) pairs into batch requests built
@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .config import GenerationConfig
 from .generation.base import Prompt, build_prompt, parse_citations
@@ -28,14 +28,12 @@ from .types import Answer, Hit, Usage
 if TYPE_CHECKING:
     import anthropic
 
-    from .sqlite import Database
-
 __all__ = [
     "BatchError",
     "BatchRequest",
     "BatchResult",
     "BatchRun",
-    "BatchLedger",
+    "Ledger",
     "PollPolicy",
     "run_batch",
     "answer_requests",
@@ -117,37 +115,14 @@ class PollPolicy:
             raise ValueError(f"PollPolicy timeout_s={self.timeout_s} must be positive")
 
 
-class BatchLedger:
-    """In-flight batch ids by job key, in the run store (`message_batches` table).
+class Ledger(Protocol):
+    """Where in-flight batch ids are kept by job key (the run store's: `workbench.store.ledger.BatchLedger`)."""
 
-    Args:
-        location: the run store path (default: `$WORKBENCH_STORE` or data/runs.sqlite).
-    """
+    def recall(self, key: str) -> str | None: ...
 
-    def __init__(self, location: Any = None) -> None:
-        from .store.schema import open_store
+    def remember(self, key: str, batch_id: str, n_requests: int) -> None: ...
 
-        self._db: Database = open_store(location)
-
-    def recall(self, key: str) -> str | None:
-        """The id of the batch in flight for `key`, if one was created and not yet read."""
-        rows = self._db.read("SELECT batch_id FROM message_batches WHERE job_key = ? AND finished_at IS NULL", (key,))
-        return rows[0][0] if rows else None
-
-    def remember(self, key: str, batch_id: str, n_requests: int) -> None:
-        """Keep `batch_id` as the batch in flight for `key` (replacing a finished one)."""
-        self._db.transact("record a message batch", lambda conn: conn.execute(
-            "INSERT OR REPLACE INTO message_batches (job_key, batch_id, n_requests, created_at, finished_at) "
-            "VALUES (?, ?, ?, ?, NULL)", (key, batch_id, n_requests, time.time())))
-
-    def finish(self, key: str) -> None:
-        """Mark the batch of `key` read: a later run with the same key creates a new batch."""
-        self._db.transact("finish a message batch", lambda conn: conn.execute(
-            "UPDATE message_batches SET finished_at = ? WHERE job_key = ?", (time.time(), key)))
-
-    def close(self) -> None:
-        """Close the store."""
-        self._db.close()
+    def finish(self, key: str) -> None: ...
 
 
 def _check_requests(requests: Sequence[BatchRequest]) -> None:
@@ -212,7 +187,7 @@ def run_batch(
     requests: Sequence[BatchRequest],
     *,
     key: str | None = None,
-    ledger: BatchLedger | None = None,
+    ledger: Ledger | None = None,
     poll: PollPolicy = PollPolicy(),
     retry_rounds: int = 1,
     prices: Mapping[str, ModelPrice] | None = None,

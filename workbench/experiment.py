@@ -29,7 +29,7 @@ from .types import Answer, Chunk, Hit, Span, Usage
 if TYPE_CHECKING:
     import numpy as np
 
-    from .batches import BatchLedger, BatchRun, PollPolicy
+    from .batches import BatchRun, Ledger, PollPolicy
     from .embedding import Embedder
     from .generation import Generator
     from .reranking import Reranker
@@ -233,7 +233,7 @@ class Pipeline:
         return list(fitted.context), fitted.dropped
 
     def answer_batch(
-        self, queries: Mapping[str, str], *, ledger: BatchLedger | None = None, key: str | None = None,
+        self, queries: Mapping[str, str], *, ledger: Ledger | None = None, key: str | None = None,
         poll: PollPolicy | None = None,
     ) -> tuple[dict[str, Response], BatchRun]:
         """Retrieve for every query now and generate every answer in one Message Batch (the batch

@@ -15,7 +15,7 @@ from .base import build_prompt
 from .claude import AnthropicGenerator
 
 if TYPE_CHECKING:
-    from ..batches import BatchLedger, BatchRun, PollPolicy
+    from ..batches import BatchRun, Ledger, PollPolicy
     from ..types import Prompt
 
 __all__ = ["JUDGE_PROMPT", "Judgement", "LLMJudge"]
@@ -65,7 +65,7 @@ class LLMJudge:
                             caching=self._client.config.prompt_caching, cache_ttl=self._client.config.cache_ttl)
 
     def judge_batch(
-        self, items: Mapping[str, tuple[str, str, Sequence[Hit]]], *, ledger: BatchLedger | None = None,
+        self, items: Mapping[str, tuple[str, str, Sequence[Hit]]], *, ledger: Ledger | None = None,
         key: str | None = None, poll: PollPolicy | None = None,
     ) -> tuple[dict[str, Judgement], BatchRun]:
         """Grade many (query, answer, context) items in one Message Batch (the batch price).
