@@ -229,3 +229,11 @@ def test_no_mix_of_links_reads_outside_the_folder(tmp_path_factory, links):
     assert SECRET not in texts(dataset) and "root:" not in texts(dataset)
     for doc in dataset.documents:
         assert (root / doc.id).resolve().is_relative_to(root.resolve())
+
+
+def test_a_root_that_is_a_loop_a_file_or_missing_is_named(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "file.txt").write_text("x")
+    for root in ("loop", "file.txt", "missing"):
+        with pytest.raises(DatasetError, match=rf"{root} is not a folder; point at a folder of documents"):
+            load_folder(tmp_path / root)

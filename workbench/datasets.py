@@ -344,6 +344,8 @@ def load_folder(
         DatasetError: no documents, an unreadable or malformed file (named, with line or page).
     """
     root = Path(path)
+    if not os.path.isdir(root):  # also a link loop, which Path.resolve would raise on
+        raise DatasetError("is not a folder; point at a folder of documents", path=root)
     files, left_out = list_files(root)
     documents, skipped = [], []
     for rel, real in files:
