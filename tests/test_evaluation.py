@@ -129,7 +129,7 @@ def test_retrieve_candidates_judges_documents_and_rejects_too_deep(toy_dataset):
 
 
 def test_span_sets_are_judged_per_chunk(chunking_set):
-    from workbench.evaluation.reranker_evaluation import _chunk_relevance
+    from workbench.evaluation.reranker_evaluation import chunk_relevance
 
     doc = chunking_set.documents[0]
     half = len(doc.text) // 2
@@ -138,7 +138,7 @@ def test_span_sets_are_judged_per_chunk(chunking_set):
         Chunk(id="b", doc_id=doc.id, text=doc.text[half:], start=half, end=len(doc.text)),
     ]
     qid = next(q for q, spans in chunking_set.spans.items() if spans[0].doc_id == doc.id)
-    rel = _chunk_relevance(chunking_set, chunks, [qid])[qid]
+    rel = chunk_relevance(chunking_set, chunks, [qid])[qid]
     expected = {c.id for c in chunks for s in chunking_set.spans[qid] if c.start < s.end and s.start < c.end}
     assert set(rel) == expected and expected
 

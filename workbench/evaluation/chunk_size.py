@@ -13,7 +13,7 @@ import numpy as np
 from ..config import PipelineConfig, RetrievalConfig
 from ..experiment import build_pipeline, run_experiment
 from ..tokens import estimate_tokens
-from .common import Recommendation, _default_workload, _mean_tokens, _usd_per_1k, recommend
+from .common import Recommendation, default_workload, mean_tokens, recommend, usd_per_1k
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +123,7 @@ def chunk_size_study(
     base = base or PipelineConfig(retrieval=RetrievalConfig(kind="dense"))
     base = dataclasses.replace(base, evaluation=dataclasses.replace(base.evaluation, span_k=k))
     ids = list(query_ids) if query_ids is not None else dataset.evaluated_queries
-    workload = workload or _default_workload(dataset, ids)
+    workload = workload or default_workload(dataset, ids)
     t0 = time.perf_counter()
     points = []
     for method, size, overlap in combos:
@@ -136,9 +136,9 @@ def chunk_size_study(
                         ) if result.rows else 0.0
         points.append(ChunkSizePoint(
             method=method, size=size, overlap=overlap, n_chunks=result.n_chunks,
-            mean_chunk_tokens=_mean_tokens(chunks),
+            mean_chunk_tokens=mean_tokens(chunks),
             context_tokens=context,
-            usd_per_1k=_usd_per_1k(config, workload, chunk_tokens=context / k, k=k),
+            usd_per_1k=usd_per_1k(config, workload, chunk_tokens=context / k, k=k),
             build_s=float(sum(result.build_s.values())),
             embedded_texts=int(result.embedding_stats.get("misses", 0)),
             metrics=dict(result.aggregates),

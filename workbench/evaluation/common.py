@@ -86,26 +86,26 @@ def recommend(
 # --- helpers the studies share ------------------------------------------------------------
 
 
-def _mean_tokens(chunks: Sequence[Chunk], *, sample: int = 2_000) -> float:
+def mean_tokens(chunks: Sequence[Chunk], *, sample: int = 2_000) -> float:
     """Mean Claude-token estimate of the chunks; above `sample` chunks, of an evenly spaced sample."""
-
     if not chunks:
         return 0.0
     step = max(1, math.ceil(len(chunks) / sample))
     return float(np.mean([estimate_tokens(c.text) for c in chunks[::step]]))
 
 
-def _usd_per_1k(config: PipelineConfig, workload: Workload, *, chunk_tokens: float, k: int) -> float:
+def usd_per_1k(config: PipelineConfig, workload: Workload, *, chunk_tokens: float, k: int) -> float:
+    """The cost model's price of 1,000 queries with `k` chunks of `chunk_tokens` tokens in the prompt."""
     shaped = dataclasses.replace(workload, chunk_tokens=round(chunk_tokens), k=k)
     return 1000.0 * cost_per_query(config, shaped).total
 
 
-def _default_workload(dataset: Dataset, query_ids: Sequence[str]) -> Workload:
+def default_workload(dataset: Dataset, query_ids: Sequence[str]) -> Workload:
     """The cost model's defaults, with the query length measured on the dataset's queries."""
-
     lengths = [estimate_tokens(dataset.queries[q]) for q in query_ids]
     return Workload(query_tokens=round(float(np.mean(lengths))) if lengths else 30)
 
 
-def _percentile_ms(result: ExperimentResult, q: float) -> float:
+def percentile_ms(result: ExperimentResult, q: float) -> float:
+    """The `q`th percentile of per-query latency, in milliseconds (0 without rows)."""
     return float(np.percentile([1000 * r.latency_s for r in result.rows], q)) if result.rows else 0.0

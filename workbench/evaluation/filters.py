@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import PipelineConfig, RerankingConfig
 from ..experiment import run_experiment
-from .common import _percentile_ms
+from .common import percentile_ms
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,7 @@ class FilterStudy:
         for (label, filtered), result in self.results.items():
             rows.append({"retriever": label, "filter": "on" if filtered else "off",
                          **{m: result.aggregates.get(m, 0.0) for m in self.metric_names},
-                         "p50_ms": _percentile_ms(result, 50), "p95_ms": _percentile_ms(result, 95)})
+                         "p50_ms": percentile_ms(result, 50), "p95_ms": percentile_ms(result, 95)})
         return pd.DataFrame(rows)
 
     def effect(self, metric: str) -> Mapping[str, tuple[float, float]]:
@@ -53,7 +53,7 @@ class FilterStudy:
             if filtered:
                 off = self.results[(label, False)]
                 out[label] = (result.aggregates.get(metric, 0.0) - off.aggregates.get(metric, 0.0),
-                              _percentile_ms(result, 50) - _percentile_ms(off, 50))
+                              percentile_ms(result, 50) - percentile_ms(off, 50))
         return out
 
 

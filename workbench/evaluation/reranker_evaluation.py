@@ -51,7 +51,7 @@ class Candidates:
     retrieval_ms: float
 
 
-def _chunk_relevance(dataset: Dataset, chunks: Sequence[Chunk], qids: Sequence[str]) -> dict[str, dict[str, int]]:
+def chunk_relevance(dataset: Dataset, chunks: Sequence[Chunk], qids: Sequence[str]) -> dict[str, dict[str, int]]:
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:
         by_doc.setdefault(c.doc_id, []).append(c)
@@ -102,7 +102,7 @@ def retrieve_candidates(
     ms = 1000 * (time.perf_counter() - t0) / max(len(qids), 1)
     unit: Literal["document", "chunk"] = "chunk" if dataset.spans else "document"
     if unit == "chunk":
-        relevance = _chunk_relevance(dataset, pipeline.chunks, qids)
+        relevance = chunk_relevance(dataset, pipeline.chunks, qids)
     else:
         relevance = {q: dict(dataset.qrels.get(q, {})) for q in qids}
     return Candidates(
@@ -112,7 +112,7 @@ def retrieve_candidates(
     )
 
 
-def _ranked_ids(hits: Sequence[Hit], unit: str) -> list[str]:
+def ranked_ids(hits: Sequence[Hit], unit: str) -> list[str]:
     if unit == "chunk":
         return [h.chunk.id for h in hits]
     return list(dict.fromkeys(h.chunk.doc_id for h in hits))
@@ -280,7 +280,7 @@ def _rows(
         rel = candidates.relevance.get(qid, {})
         hits = candidates.hits[qid]
         query = candidates.queries[qid]
-        before = _ranked_ids(hits[:k], unit)
+        before = ranked_ids(hits[:k], unit)
         # Query-only work (MaxSim's query encoding) is done once and charged to every depth.
         t0 = time.perf_counter()
         if hits:
@@ -290,7 +290,7 @@ def _rows(
             t0 = time.perf_counter()
             after_hits = reranker.rerank(query, hits[:n], k) if hits else []
             ms = prepare_ms + 1000 * (time.perf_counter() - t0)
-            after = _ranked_ids(after_hits, unit)
+            after = ranked_ids(after_hits, unit)
             by_depth[n].append(
                 RerankRow(
                     query_id=qid, depth=n,
@@ -317,7 +317,7 @@ def _summary(
         return float(np.mean([getattr(r, attr) for r in depth_rows]))
 
     candidate_recall = float(np.mean([
-        recall_at_k(candidates.relevance.get(q, {}), _ranked_ids(candidates.hits[q][:n], candidates.unit), n)
+        recall_at_k(candidates.relevance.get(q, {}), ranked_ids(candidates.hits[q][:n], candidates.unit), n)
         for q in qids
     ]))
     return DepthSummary(

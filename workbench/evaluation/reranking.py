@@ -14,8 +14,8 @@ from ..costs import Workload
 from ..embedding import load_embedder
 from ..metrics import ndcg_at_k, precision_at_k, recall_at_k
 from ..reranking import make_reranker
-from .common import Recommendation, _mean_tokens, _usd_per_1k, recommend
-from .reranker_evaluation import RerankEvaluation, _ranked_ids, evaluate_reranker, retrieve_candidates
+from .common import Recommendation, mean_tokens, recommend, usd_per_1k
+from .reranker_evaluation import RerankEvaluation, evaluate_reranker, ranked_ids, retrieve_candidates
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,7 +109,7 @@ def rerank_study(
         values: dict[str, list[float]] = {"recall": [], "precision": [], "ndcg": []}
         for qid, hits in candidates.hits.items():
             rel = candidates.relevance.get(qid, {})
-            ranked = _ranked_ids(hits[:n], candidates.unit)
+            ranked = ranked_ids(hits[:n], candidates.unit)
             values["recall"].append(recall_at_k(rel, ranked, n))
             values["precision"].append(precision_at_k(rel, ranked, n))
             values["ndcg"].append(ndcg_at_k(rel, ranked, n))
@@ -117,7 +117,7 @@ def rerank_study(
     return RerankStudy(
         dataset=dataset.name, unit=candidates.unit, k=k, depths=tuple(depths), config=base,
         evaluations=tuple(evaluations), first_stage=first,
-        mean_chunk_tokens=_mean_tokens(candidates.chunks), retrieval_ms=candidates.retrieval_ms,
+        mean_chunk_tokens=mean_tokens(candidates.chunks), retrieval_ms=candidates.retrieval_ms,
         queries=len(candidates.hits),
     )
 
@@ -183,7 +183,7 @@ def context_tradeoff(
     options = [
         ContextOption(label=f"first stage, top {n}", chunks=n, recall=m["recall"], precision=m["precision"],
                       context_tokens=n * study.mean_chunk_tokens,
-                      usd_per_1k=_usd_per_1k(study.config, workload, chunk_tokens=study.mean_chunk_tokens, k=n),
+                      usd_per_1k=usd_per_1k(study.config, workload, chunk_tokens=study.mean_chunk_tokens, k=n),
                       added_ms=0.0)
         for n, m in sorted(study.first_stage.items())
     ]
@@ -192,7 +192,7 @@ def context_tradeoff(
         options.append(ContextOption(
             label=f"{evaluation.name}, top {study.k} of {depth}", chunks=study.k, recall=s.recall_after,
             precision=s.precision_after, context_tokens=study.k * study.mean_chunk_tokens,
-            usd_per_1k=_usd_per_1k(study.config, workload, chunk_tokens=study.mean_chunk_tokens, k=study.k),
+            usd_per_1k=usd_per_1k(study.config, workload, chunk_tokens=study.mean_chunk_tokens, k=study.k),
             added_ms=s.ms_per_query,
         ))
     return ContextTradeoff(dataset=study.dataset, unit=study.unit, depth=depth, options=tuple(options))

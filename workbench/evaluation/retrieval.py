@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..config import PipelineConfig, RerankingConfig, RetrievalConfig
 from ..experiment import run_experiment
-from .common import Recommendation, _percentile_ms, recommend
+from .common import Recommendation, percentile_ms, recommend
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,6 +99,6 @@ def retrieval_study(
             label=label, kind=retrieval.kind, fusion=retrieval.fusion if retrieval.kind == "hybrid" else "",
             dense_weight=retrieval.dense_weight if label.startswith("hybrid w=") else None,
             retrievers=2 if retrieval.kind == "hybrid" else 1,
-            metrics=dict(result.aggregates), p50_ms=_percentile_ms(result, 50), p95_ms=_percentile_ms(result, 95),
+            metrics=dict(result.aggregates), p50_ms=percentile_ms(result, 50), p95_ms=percentile_ms(result, 95),
         ))
     return RetrievalStudy(dataset=dataset.name, queries=len(ids), points=tuple(points), results=results)
