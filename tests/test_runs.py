@@ -109,3 +109,19 @@ def test_a_truncated_or_foreign_run_store_is_refused_untouched(tmp_path, tiny_di
     assert caught.value.path == str(truncated) and "move it aside" in caught.value.fix
     assert len(truncated.read_bytes()) == 1000
     assert main(["runs", "list", "--store", str(empty)]) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 5000, b"SQLite format 3\x00" + b"\xff" * 5000, "foreign"])
+def test_every_kind_of_non_store_says_not_a_run_store(tmp_path, content):
+    path = tmp_path / "runs.sqlite"
+    if content == "foreign":
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (x)")
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"^not a run store: "):
+        RunStore(path).runs()
+    assert path.read_bytes() == before  # refused, never repaired or replaced

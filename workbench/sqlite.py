@@ -252,8 +252,8 @@ class Database:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables - self.schema.adopt:
                 raise _Unreadable(
-                    f"{str(self.path)!r} is a SQLite file but not a workbench {self.schema.name} (it has no "
-                    "schema_migrations table)")
+                    f"not a {self.schema.name}: {str(self.path)!r} is a SQLite file but not a workbench "
+                    f"{self.schema.name} (it has tables {sorted(tables)[:5]} and no schema_migrations table)")
             return 0
         return int(conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0)
 
@@ -317,10 +317,10 @@ class Database:
                 raise SQLiteError(self.path, f"cannot open {name} {where!r} ({exc})",
                                   "check that its folder exists and is writable, or choose another path") from exc
             if "malformed" in text or "not a database" in text or "corrupt" in text:
-                raise _Unreadable(f"{where!r} is not a readable {name} ({exc})") from exc
+                raise _Unreadable(f"not a {name}: {where!r} is not a readable {name} ({exc})") from exc
             raise SQLiteError(self.path, f"{name} {where!r} failed to {action}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # "file is not a database", "disk image is malformed", ...
-            raise _Unreadable(f"{where!r} is not a readable {name} ({exc})") from exc
+            raise _Unreadable(f"not a {name}: {where!r} is not a readable {name} ({exc})") from exc
 
     def _run(self, action: str, body: Callable[[sqlite3.Connection], T]) -> T:
         """`body` on this process's connection; a cache found unreadable is restarted and `body` rerun."""
