@@ -235,3 +235,21 @@ def test_every_suffix_the_folder_loader_reads_is_kept(root):
     stored = store_upload([upload("docs.zip", zipped(members))], root=root)
     assert stored.documents == ("a.htm", "b.markdown", "c.TXT") and stored.skipped == ()
     assert {d.metadata["title"] for d in load_dataset(stored.path).documents} == {"A", "B", "c"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(suffix=st.sampled_from([".txt", ".md", ".html", ".pdf"]), document=st.binary(min_size=1, max_size=200),
+       questions=st.none() | st.tuples(st.sampled_from(["q.csv", "q.jsonl", "q.tsv"]),
+                                       st.binary(min_size=1, max_size=200)))
+def test_any_upload_loads_or_fails_as_a_dataset_error(tmp_path_factory, suffix, document, questions):
+    from workbench.datasets import DatasetError
+
+    root = tmp_path_factory.mktemp("up") / "uploads"
+    asked = [upload(*questions)] if questions else []
+    try:
+        stored = store_upload([upload("doc" + suffix, document), upload("ok.txt", b"fine text")], asked, root=root)
+        dataset = load_dataset(stored.path, unreadable="skip")
+    except DatasetError as exc:
+        assert str(exc)
+    else:
+        assert "ok.txt" in {d.id for d in dataset.documents}
