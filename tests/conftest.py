@@ -54,3 +54,23 @@ def pg_url():
     folder = Path(tempfile.mkdtemp(prefix="workbench-test-postgres-"))
     folder.chmod(0o755)
     return embedded_server(folder / "data")
+
+
+ANTHROPIC_TEST_KEY = "sk-ant-test-shared-0000"
+
+
+@pytest.fixture(scope="session")
+def anthropic_server():
+    """The local Messages API server (tests/anthropic_server.py), one per test run."""
+    from anthropic_server import AnthropicServer
+
+    with AnthropicServer(api_key=ANTHROPIC_TEST_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def anthropic_api(anthropic_server, monkeypatch):
+    """The server reset (requests, scripts, prompt cache, batches, responder) and its key in the environment."""
+    anthropic_server.reset()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_TEST_KEY)
+    return anthropic_server

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from anthropic_server import AnthropicServer, tokens  # noqa: E402
+from anthropic_server import tokens  # noqa: E402
 
 from workbench.batches import (  # noqa: E402
     BatchError,
@@ -25,7 +25,6 @@ from workbench.store.ledger import BatchLedger  # noqa: E402
 from workbench.prices import load_prices, price_of, usage_cost  # noqa: E402
 from workbench.types import Chunk, Hit  # noqa: E402
 
-KEY = "sk-ant-test-batch-1234"
 PRICES = load_prices()
 FAST = PollPolicy(base_s=0.01, cap_s=0.04, timeout_s=5.0)
 
@@ -44,17 +43,10 @@ def echo(body) -> str:
     return f"About '{question}': see [1] and [2]."
 
 
-@pytest.fixture(scope="module")
-def server():
-    with AnthropicServer(api_key=KEY, responder=echo) as s:
-        yield s
-
-
 @pytest.fixture
-def api(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    return server
+def api(anthropic_api):
+    anthropic_api.responder = echo
+    return anthropic_api
 
 
 def requests(server, config=None):

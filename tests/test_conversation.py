@@ -6,23 +6,15 @@ the request's `cache_control` marks; offline turns use the extractive generator.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from workbench.budget import SUMMARY_PREFIX, BudgetError
+from workbench.config import PipelineConfig, replace_path
+from workbench.conversation import SUMMARY_QUESTION, Conversation, answered_by
+from workbench.datasets import Dataset
+from workbench.experiment import build_pipeline
+from workbench.types import Document
 
-from anthropic_server import AnthropicServer  # noqa: E402
-
-from workbench.budget import SUMMARY_PREFIX, BudgetError  # noqa: E402
-from workbench.config import PipelineConfig, replace_path  # noqa: E402
-from workbench.conversation import SUMMARY_QUESTION, Conversation, answered_by  # noqa: E402
-from workbench.datasets import Dataset  # noqa: E402
-from workbench.experiment import build_pipeline  # noqa: E402
-from workbench.types import Document  # noqa: E402
-
-KEY = "sk-ant-test-chat-5678"
 DOCS = (
     Document(id="everest", text="Mount Everest is 8,849 metres high. It lies on the border of Nepal and China."),
     Document(id="k2", text="K2 is 8,611 metres high. It is the second highest mountain on Earth."),
@@ -41,17 +33,10 @@ def reply(body) -> str:
     return f"You asked: {question} See [1]."
 
 
-@pytest.fixture(scope="module")
-def server():
-    with AnthropicServer(api_key=KEY, responder=reply) as s:
-        yield s
-
-
 @pytest.fixture
-def api(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    return server
+def api(anthropic_api):
+    anthropic_api.responder = reply
+    return anthropic_api
 
 
 def config(**changes) -> PipelineConfig:

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from anthropic_server import AnthropicServer, tokens  # noqa: E402
+from anthropic_server import tokens  # noqa: E402
 
 from workbench import tracing  # noqa: E402
 from workbench.config import GenerationConfig, PipelineConfig, ResponseCacheConfig, replace_path  # noqa: E402
@@ -24,21 +24,12 @@ from workbench.prices import load_prices, price_of  # noqa: E402
 from workbench.tracing.metrics import measured_cache_rates, monthly_projection  # noqa: E402
 from workbench.types import Chunk, Document, Hit, Usage  # noqa: E402
 
-KEY = "sk-ant-test-levers-42"
 CONTEXT = [Hit(chunk=Chunk(id="d:1", doc_id="d", text="Everest is 8,849 m high.", start=0, end=24), score=1, rank=1)]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with AnthropicServer(api_key=KEY) as s:
-        yield s
-
-
 @pytest.fixture
-def api(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    return server
+def api(anthropic_api):
+    return anthropic_api
 
 
 def test_the_request_puts_the_static_part_first_marked_and_a_run_measures_its_reads(api):
