@@ -287,3 +287,17 @@ def test_query_log_mixes_questions_paraphrases_and_repeats_by_seed(cranfield, ch
         load_paraphrases(bad)
     with pytest.raises(ValueError, match="no paraphrase file"):
         load_paraphrases(tmp_path / "missing.csv")
+
+
+def test_traffic_is_labelled_by_the_dataset_where_it_can_be(cranfield):
+    from workbench.response_cache import label_queries
+
+    traffic = [cranfield.queries["1"].upper(), "what is a wing?", "What is a wing? "]
+    labels = label_queries(traffic, cranfield)
+    assert labels == ["1", "what is a wing?", "what is a wing?"]
+    assert label_queries(traffic) == [normalize_query(q) for q in traffic]
+    vectors = {traffic[0]: [1.0, 0.0], traffic[1]: [0.9, 0.1], traffic[2]: [0.9, 0.1]}
+    sweep = threshold_sweep(traffic, labels, [0.5], embed=lambda t: np.array([vectors[x] for x in t]),
+                            agree=shares_relevance(cranfield))
+    # the unjudged question hitting a judged one counts as wrong (an upper bound); its exact repeat is right
+    assert sweep.hit_rate == (2 / 3,) and sweep.wrong_rate == (1 / 3,)

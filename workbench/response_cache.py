@@ -52,6 +52,7 @@ __all__ = [
     "shares_relevance",
     "load_paraphrases",
     "query_log",
+    "label_queries",
 ]
 
 RESPONSE_SCHEMA = Schema(
@@ -488,3 +489,15 @@ def query_log(
     log += [(text, q) for q, texts in paraphrases.items() for text in texts]
     order = rng.permutation(len(log))
     return [log[i][0] for i in order], [log[i][1] for i in order]
+
+
+def label_queries(queries: Sequence[str], dataset: Dataset | None = None) -> list[str]:
+    """Labels for a query log read from traffic (e.g. `[t.query for t in TraceStore().traces()]`).
+
+    A question whose normalised text is one of `dataset`'s gets that query id (so
+    `shares_relevance(dataset)` judges it); any other gets its normalised text, so only exact
+    repeats of it agree: the wrong-hit rate of a semantic hit between two unjudged questions is
+    then an upper bound (a judge, or judgements, would settle it).
+    """
+    known = {normalize_query(text): qid for qid, text in (dataset.queries.items() if dataset else ())}
+    return [known.get(normalize_query(q), normalize_query(q)) for q in queries]
