@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import ConfigError, PipelineConfig, config_hash, from_dict, replace_path, to_dict
+from ..validation import check_fields
 
 __all__ = ["SweepSettings", "SweepSpec", "expand_space", "load_sweep_spec"]
 
@@ -36,6 +37,7 @@ class SweepSettings:
     confirm_above: int = 1000
 
     def __post_init__(self) -> None:
+        check_fields(self, "settings")  # types; integers beyond MAX_INT (a TOML's 2^60 workers)
         if self.method not in ("grid", "random"):
             raise ConfigError(f"unknown sweep method {self.method!r}; choose one of ['grid', 'random']")
         if self.executor not in ("local", "ray"):
