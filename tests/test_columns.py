@@ -101,7 +101,7 @@ def test_the_diff_names_every_differing_field_and_not_the_name():
 
 
 def test_an_answer_without_a_provider_cost_is_priced_from_its_tokens():
-    from workbench.costs import price_of, usage_cost
+    from workbench.prices import price_of, usage_cost
 
     usage = Usage(model="claude-haiku-4-5", input_tokens=1000, output_tokens=200)
     assert columns.answer_cost(usage, "claude-haiku-4-5") == pytest.approx(usage_cost(usage, price_of("claude-haiku-4-5")))
@@ -112,7 +112,7 @@ def test_an_answer_without_a_provider_cost_is_priced_from_its_tokens():
 
 
 def test_mean_chunk_tokens_is_the_mean_estimate_of_the_chunks():
-    from workbench.costs import estimate_tokens
+    from workbench.tokens import estimate_tokens
     from workbench.types import Chunk
 
     chunks = [Chunk(id=f"d#{i}", doc_id="d", text="word " * (10 * (i + 1)), start=0, end=10) for i in range(3)]

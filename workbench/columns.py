@@ -160,7 +160,7 @@ def config_diff(first: PipelineConfig, other: PipelineConfig) -> list[tuple[str,
 @functools.cache
 def price_models() -> list[str]:
     """Model ids of the price table, sorted."""
-    from .costs import load_prices
+    from .prices import load_prices
 
     return sorted(load_prices())
 
@@ -169,14 +169,14 @@ def answer_cost(usage: Usage, model: str) -> float:
     """What an answer cost: the provider's figure, else its tokens at the price table's rate (0 if unpriced)."""
     if usage.cost_usd or model not in price_models():
         return usage.cost_usd
-    from .costs import price_of, usage_cost
+    from .prices import price_of, usage_cost
 
     return usage_cost(usage, price_of(model))
 
 
 def mean_chunk_tokens(chunks: Sequence[Chunk]) -> int:
     """Mean estimated Claude tokens of a sample of `chunks` (up to about 200), for pricing the context."""
-    from .costs import estimate_tokens
+    from .tokens import estimate_tokens
 
     sample = chunks[:: max(1, len(chunks) // 200)]
     return round(sum(estimate_tokens(c.text) for c in sample) / len(sample))

@@ -2,8 +2,6 @@
 
 Prices come from `workbench.prices` (the table as data) and token counts from
 `workbench.tokens` (the API's count with a key, else offline estimates, labelled as such).
-The price and token names this module exported before that split (`load_prices`,
-`estimate_tokens`, ...) are re-exported here, so `from workbench.costs import ...` keeps working.
 """
 
 from __future__ import annotations
@@ -14,27 +12,8 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 from .generation.base import SYSTEM_PROMPT
-from .prices import (
-    PER_MILLION,
-    PRICES_PATH,
-    ModelPrice,
-    PriceError,
-    PriceSheet,
-    load_price_sheet,
-    load_prices,
-    price_of,
-    usage_cost,
-)
-from .tokens import (
-    CALIBRATION_FACTOR,
-    TOKENS_PER_UNIT,
-    Calibration,
-    TokenCount,
-    calibrate,
-    calibration_factor,
-    count_tokens,
-    estimate_tokens,
-)
+from .prices import PER_MILLION, ModelPrice, load_prices, price_of
+from .tokens import TOKENS_PER_UNIT, calibration_factor, count_tokens
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,23 +27,6 @@ __all__ = [
     "monthly_cost",
     "MIN_CACHEABLE_TOKENS",
     "LEVERS",
-    # re-exported from workbench.prices and workbench.tokens (their home before the split)
-    "ModelPrice",
-    "PriceSheet",
-    "PriceError",
-    "load_prices",
-    "load_price_sheet",
-    "price_of",
-    "usage_cost",
-    "PRICES_PATH",
-    "estimate_tokens",
-    "calibration_factor",
-    "TokenCount",
-    "count_tokens",
-    "Calibration",
-    "calibrate",
-    "CALIBRATION_FACTOR",
-    "TOKENS_PER_UNIT",
 ]
 
 # Shortest prefix the API will cache, per model (Anthropic's prompt-caching documentation as
