@@ -290,7 +290,10 @@ def _fit(pairs: list[Pair], config: TrainConfig) -> tuple[Any, list[float], int]
     """
     import tempfile
 
-    import datasets
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError("training needs the `datasets` and `accelerate` packages; run `pip install -e .`") from exc
     from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
