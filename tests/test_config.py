@@ -421,3 +421,25 @@ def test_resources_fall_back_to_the_defaults_and_keep_what_is_given() -> None:
     assert resources.model == "claude-opus-4-5" and resources.embedding == config.embedding
     with pytest.raises(dataclasses.FrozenInstanceError):
         resources.model = "x"  # type: ignore[misc]
+
+
+def test_a_10_mb_model_name_gives_a_short_error_downstream_too() -> None:
+    from workbench.prices import PriceError, price_of
+    from workbench.resources import Resources
+    from workbench.routing import RoutingError, make_router
+
+    big = "claude-" + "x" * 10_000_000
+    config = replace_path(PipelineConfig(), "generation.model", big)  # a free name: accepted, then priced
+    for make, error in [(lambda: price_of(config.generation.model), PriceError),
+                        (lambda: make_router(RoutingConfig(kind="fixed"), Resources(model=big)), RoutingError)]:
+        with pytest.raises(error) as err:
+            make()
+        assert len(str(err.value)) < 2_000 and "0,0" in str(err.value) and "characters)" in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [("name = 5", "name must be str, got 5"),
+                                               ("name = ['a']", r"name must be str, got \['a'\]"),
+                                               ("chunking = 5", "chunking must be a table, got int")])
+def test_top_level_values_of_the_wrong_shape(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        loads(text)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDING_MODEL, ConfigError, EmbeddingConfig
+from .config import DEFAULT_EMBEDDING_MODEL, ConfigError, EmbeddingConfig, shorten
 from .io import cache_dir
 from .sqlite import Database, Schema
 
@@ -256,7 +256,7 @@ def _load_sentence_transformer(name: str, device: str) -> SentenceTransformer:
         raise ImportError("sentence-transformers is missing; run `make run` or `pip install -e .`") from exc
     path = resolve_model(name)
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
-        raise ConfigError(f"embedding model path {name!r} does not exist; check the path or use a model name")
+        raise ConfigError(f"embedding model path {shorten(name)} does not exist; check the path or use a model name")
     if name in PACKAGED_MODEL_NAMES:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return SentenceTransformer(path, device=device)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .io import DATA_DIR
 from .types import Usage
+from .validation import shorten
 
 __all__ = [
     "ModelPrice",
@@ -136,7 +137,7 @@ def price_of(model: str, prices: Mapping[str, ModelPrice] | None = None) -> Mode
         return prices[model]
     except KeyError:
         raise PriceError(
-            f"no price for model {model!r}; known models are {sorted(prices)}. "
+            f"no price for model {shorten(model)}; known models are {sorted(prices)}. "
             "Add a [models.<id>] table to a copy of data/prices.toml and set WORKBENCH_PRICES"
         ) from None
 

@@ -315,3 +315,6 @@ class PipelineConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     response_cache: ResponseCacheConfig = field(default_factory=ResponseCacheConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "")  # the name; each section checked itself

@@ -105,7 +105,8 @@ def check_fields(config: Any, section: str) -> None:
     """
     cls = type(config)
     for f in dataclasses.fields(cls):
-        hint, value, path = _hints(cls)[f.name], getattr(config, f.name), f"{section}.{f.name}"
+        hint, value = _hints(cls)[f.name], getattr(config, f.name)
+        path = f"{section}.{f.name}" if section else f.name
         if typing.get_origin(hint) is tuple:
             (element,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
             if not isinstance(value, tuple):
