@@ -37,7 +37,7 @@ def main() -> None:
             results += part
     for n in args.scale or [100_000]:
         t0 = time.perf_counter()
-        part = synthetic_comparison(n, names, queries=args.queries)
+        part = synthetic_comparison(n, names, queries=args.queries, progress=lambda r: print(json.dumps(r.to_dict()), flush=True))
         print(format_table(part), f"\n(synthetic {n}: {time.perf_counter() - t0:.0f} s)\nrecommendation: {recommend_backend(part)}\n", flush=True)
         results += part
     if args.json:

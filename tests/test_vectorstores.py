@@ -276,3 +276,25 @@ def test_dense_and_hybrid_retrieval_over_any_backend_equal_faiss(titles, embedde
     assert [h.chunk.id for h in hybrid.retrieve(queries[0], 10)] == [h.chunk.id for h in faiss_hybrid.retrieve(queries[0], 10)]
     other.close()
     hybrid.dense.close()
+
+
+@pytest.mark.slow
+def test_the_comparison_study_measures_against_exact_search():
+    from workbench.evaluation.vectordb import recommend_backend, synthetic_comparison
+
+    results = synthetic_comparison(1500, ["faiss-flat", "lancedb", "qdrant-local"], queries=10, isolate=False)
+    results += synthetic_comparison(1500, ["faiss-hnsw"], queries=10)  # its own spawned process
+    by = {r.backend: r for r in results}
+    assert not any(r.error for r in results)
+    assert by["faiss-flat"].recall_at_10_vs_exact == 1.0 and by["lancedb"].recall_at_10_vs_exact == 1.0
+    assert by["faiss-flat"].p50_vs_faiss_flat == 1.0 and by["faiss-hnsw"].p50_vs_faiss_flat is None  # another run
+    assert by["qdrant-local"].label == LOCAL_LABEL
+    assert by["faiss-hnsw"].peak_rss_mb > 0 and np.isnan(by["faiss-flat"].peak_rss_mb)  # measured only when isolated
+    for r in results:
+        assert r.rows == 1500 and r.ndcg_at_10 is None  # synthetic vectors have no judgements
+        assert set(r.short_lists) == {"50pct", "10pct", "1pct", "0_1pct"} and not any(r.short_lists.values())
+        assert r.filtered_recall["1pct"] == pytest.approx(1.0, abs=0.05)
+        assert r.p50_ms <= r.p95_ms <= r.p99_ms and r.build_s > 0 and r.disk_mb > 0
+    row = by["lancedb"].to_dict()
+    assert {"recall_at_10_vs_exact", "p50_ms", "filtered_recall_0_1pct", "short_lists_50pct"} <= set(row)
+    assert "qdrant-local" not in recommend_backend(results)

@@ -17,7 +17,7 @@ import json
 import shutil
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +185,8 @@ def _run(name: str, work: Path, settings: Mapping[str, Any], isolate: bool) -> d
 
 def _compare(dataset: str, data: np.ndarray, queries: np.ndarray, ids: list[str], docs: list[str],
              names: Sequence[str], *, qrels: Sequence[Mapping[str, int]] | None = None,
-             settings: Mapping[str, Any] | None = None, isolate: bool = True) -> list[BackendResult]:
+             settings: Mapping[str, Any] | None = None, isolate: bool = True,
+             progress: Callable[[BackendResult], None] | None = None) -> list[BackendResult]:
     from ..metrics import RANKING_METRICS
 
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
@@ -207,6 +208,8 @@ def _compare(dataset: str, data: np.ndarray, queries: np.ndarray, ids: list[str]
                 m = _run(name, work, settings, isolate)
             except Exception as exc:  # noqa: BLE001 - one backend failing must not hide the others' figures
                 results.append(_failed(name, dataset, data, queries, settings, f"{type(exc).__name__}: {exc}"))
+                if progress is not None:
+                    progress(results[-1])
                 continue
             label = m["label"]
             recall = float(np.mean([len(set(f) & {ids[i] for i in t}) / max(1, len(t)) for f, t in zip(m["found"], truth)]))
@@ -227,6 +230,8 @@ def _compare(dataset: str, data: np.ndarray, queries: np.ndarray, ids: list[str]
                 p95_ms=float(np.percentile(ms, 95)), p99_ms=float(np.percentile(ms, 99)), p50_vs_faiss_flat=None,
                 ingest_rows_per_s=len(ids) / max(m["ingest_s"], 1e-9), build_s=m["build_s"],
                 disk_mb=m["disk_bytes"] / 2**20, peak_rss_mb=m["peak_rss_mb"]))
+            if progress is not None:
+                progress(results[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = next((r.p50_ms for r in results if r.backend == "faiss-flat" and not r.error), None)
@@ -252,7 +257,8 @@ def _failed(name: str, dataset: str, data: np.ndarray, queries: np.ndarray, sett
 
 
 def compare_backends(dataset: Dataset, names: Sequence[str], *, queries: int = 200, config: Any = None,
-                     settings: Mapping[str, Any] | None = None, isolate: bool = True) -> list[BackendResult]:
+                     settings: Mapping[str, Any] | None = None, isolate: bool = True,
+                     progress: Callable[[BackendResult], None] | None = None) -> list[BackendResult]:
     """Every backend in `names` on `dataset`'s chunks (chunked and embedded as `config` says).
 
     Args:
@@ -263,6 +269,7 @@ def compare_backends(dataset: Dataset, names: Sequence[str], *, queries: int = 2
         settings: `IndexSpec` search settings over `DEFAULT_SETTINGS`.
         isolate: run each backend in its own spawned process (its own peak memory); False runs
             them here, quicker, with `peak_rss_mb` NaN.
+        progress: called with each backend's result as it is measured.
     """
     from ..chunking import make_chunker
     from ..config import PipelineConfig
@@ -277,15 +284,17 @@ def compare_backends(dataset: Dataset, names: Sequence[str], *, queries: int = 2
     data = np.asarray(embedder.embed([c.text for c in chunks]), dtype=np.float32)
     query_vectors = np.asarray(embedder.embed([dataset.queries[q] for q in qids]), dtype=np.float32)
     return _compare(dataset.name, data, query_vectors, [c.id for c in chunks], [c.doc_id for c in chunks], names,
-                    qrels=[dataset.qrels[q] for q in qids], settings=settings, isolate=isolate)
+                    qrels=[dataset.qrels[q] for q in qids], settings=settings, isolate=isolate,
+                    progress=progress)
 
 
 def synthetic_comparison(n: int, names: Sequence[str], *, queries: int = 200, settings: Mapping[str, Any] | None = None,
-                         isolate: bool = True) -> list[BackendResult]:
+                         isolate: bool = True, progress: Callable[[BackendResult], None] | None = None) -> list[BackendResult]:
     """Every backend in `names` on `n` synthetic clustered 384-d vectors (no judgements: nDCG is None)."""
     data, query_vectors = synthetic_vectors(n, queries=queries)
     ids = [f"v{i}" for i in range(n)]
-    return _compare(f"synthetic-{n}", data, query_vectors, ids, ids, names, settings=settings, isolate=isolate)
+    return _compare(f"synthetic-{n}", data, query_vectors, ids, ids, names, settings=settings, isolate=isolate,
+                    progress=progress)
 
 
 def to_frame(results: Sequence[BackendResult]) -> pd.DataFrame:
