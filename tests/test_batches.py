@@ -164,3 +164,36 @@ def test_judge_calls_go_through_a_batch_at_half_the_price(api):
     assert graded["a"].usage.cost_usd == pytest.approx(0.5 * sync.usage.cost_usd)
     sent = next(r for r in api.requests if r.outcome == "batch-created").body["requests"][0]["params"]
     assert "Answer to grade:\n8,849 m [1]" in sent["messages"][-1]["content"] and sent["max_tokens"] == 64
+
+
+def test_synthetic_questions_can_be_written_in_one_batch(api):
+    from workbench.datasets import Dataset
+    from workbench.synthetic import AnthropicQuestionWriter, generate_questions
+    from workbench.types import Document
+
+    def ask(body) -> str:  # a question built from the passage's own words, so it is grounded
+        words = body["messages"][-1]["content"].split()
+        return f"What does the passage say about {words[3]} and {words[5]}?"
+
+    api.responder = ask
+    text = " ".join(f"Sentence {i} tells how the wing number {i} bends under heavy load in flight." for i in range(40))
+    dataset = Dataset(name="wings", documents=(Document(id="w", text=text),), queries={})
+    from workbench.chunking import make_chunker
+    from workbench.config import ChunkingConfig
+
+    chunks = make_chunker(ChunkingConfig(method="fixed", size=40, tokenizer="whitespace")).chunk(dataset.documents[0])
+    writer = AnthropicQuestionWriter(GenerationConfig(kind="anthropic", base_url=api.url))
+    api.fail_in_batch(p1="errored")  # retried once in a second batch of its own
+    batched = generate_questions(dataset, chunks, writer, n=3, seed=0, batch=True)
+    created = [r.body["requests"] for r in api.requests if r.outcome == "batch-created"]
+    assert [len(c) for c in created] == [min(6, len(chunks)), 1] and created[1][0]["custom_id"] == "p1"
+    assert not [r for r in api.requests if r.outcome == "ok"]  # no synchronous call
+    assert len(batched.queries) == 3 and all(q.startswith("What does the passage say") for q in batched.queries.values())
+    with pytest.raises(ValueError, match="cannot write through the Batch API"):
+        class Plain:
+            name = "plain"
+
+            def write(self, passage: str) -> str:
+                return "Why?"
+
+        generate_questions(dataset, chunks, Plain(), n=1, batch=True)

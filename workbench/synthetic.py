@@ -24,12 +24,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .config import GenerationConfig
 from .datasets import Dataset, DatasetError, read_span_questions
 from .io import atomic_write_text
 from .types import Chunk, Span
+
+if TYPE_CHECKING:
+    from .types import Prompt
 
 __all__ = [
     "QuestionWriter",
@@ -73,6 +76,17 @@ class QuestionWriter(Protocol):
     def write(self, passage: str) -> str: ...
 
 
+@runtime_checkable
+class BatchQuestionWriter(Protocol):
+    """A question writer that can also write many questions in one Message Batch."""
+
+    name: str
+
+    def write(self, passage: str) -> str: ...
+
+    def write_many(self, passages: Sequence[str], *, poll: Any = None) -> list[str]: ...
+
+
 class LocalQuestionWriter:
     """The packaged Gemma 3 270M (a base model) completing "Passage: ...\\nQuestion:" (greedy at temperature 0)."""
 
@@ -113,14 +127,29 @@ class AnthropicQuestionWriter:
 
     def write(self, passage: str) -> str:
         """Claude's reply to the passage (streamed through the usual retries)."""
-        from .generation import Prompt
+        text, _ = self.client.complete(self._prompt(passage))
+        return text
 
-        prompt = Prompt(
+    def _prompt(self, passage: str) -> Prompt:
+        from .types import Prompt
+
+        return Prompt(
             system=({"type": "text", "text": ANTHROPIC_INSTRUCTIONS},),
             messages=({"role": "user", "content": f"Passage:\n{passage}"},),
         )
-        text, _ = self.client.complete(prompt)
-        return text
+
+    def write_many(self, passages: Sequence[str], *, poll: Any = None) -> list[str]:
+        """Claude's replies to many passages through one Message Batch (the batch price); a request
+        that failed in the batch gets "" (a question `generate_questions` drops)."""
+        from .batches import BatchRequest, PollPolicy, run_batch
+        from .generation import anthropic_client
+
+        config = self.client.config
+        requests = [BatchRequest(custom_id=f"p{i}", model=self.client.models[0], max_tokens=config.max_tokens,
+                                 prompt=self._prompt(p)) for i, p in enumerate(passages)]
+        client = anthropic_client(base_url=config.base_url or None, timeout=config.timeout_s)
+        run = run_batch(client, requests, poll=poll or PollPolicy(), cache_ttl=config.cache_ttl)
+        return [run.results[r.custom_id].text for r in requests]
 
 
 WRITERS: dict[str, Callable[[GenerationConfig], QuestionWriter]] = {
@@ -198,6 +227,7 @@ def generate_questions(
     n: int,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    batch: bool = False,
 ) -> Dataset:
     """A synthetic evaluation set: one question per sampled chunk, tied to the chunk's span.
 
@@ -213,6 +243,8 @@ def generate_questions(
         n: how many questions to keep.
         seed: the sampling seed.
         progress: called with (chunks tried, chunks that may be tried) after each chunk.
+        batch: write every candidate's question in one Message Batch (`writer.write_many`, at the
+            batch price) instead of one call per chunk until `n` are kept.
 
     Returns:
         A dataset named `dataset.name + SYNTHETIC_SUFFIX` with queries "1".."m" (m <= n), each
@@ -240,10 +272,13 @@ def generate_questions(
     queries: dict[str, str] = {}
     spans: dict[str, tuple[Span, ...]] = {}
     seen: set[str] = set()
-    for tried, chunk in enumerate(order, 1):
+    passages = [texts[c.doc_id][_passage(c).start:_passage(c).end] for c in order]
+    if batch and not isinstance(writer, BatchQuestionWriter):
+        raise ValueError(f"{writer.name} cannot write through the Batch API; use generation.kind='anthropic'")
+    written = iter(writer.write_many(passages)) if batch else None
+    for tried, (chunk, passage) in enumerate(zip(order, passages, strict=True), 1):
         span = _passage(chunk)
-        passage = texts[chunk.doc_id][span.start:span.end]
-        question = clean_question(writer.write(passage))
+        question = clean_question(next(written) if written is not None else writer.write(passage))
         if question and _grounded(question, passage) and question.lower() not in seen:
             seen.add(question.lower())
             qid = str(len(queries) + 1)
