@@ -148,7 +148,7 @@ _HASHED_ONLY_WHEN_SET: Mapping[str, Any] = {
     "retrieval.backend": "faiss",
     "retrieval.backend_url": "",
     "retrieval.ivf_lists": 0,
-    "retrieval.ivf_probes": 10,
+    "retrieval.ivf_probes": 20,
     "retrieval.index_path": "",
     "response_cache": dataclasses.asdict(ResponseCacheConfig()),
     "budget": dataclasses.asdict(BudgetConfig()),

@@ -116,7 +116,7 @@ class RetrievalConfig:
     hnsw_ef_search: int = number(128, gt=0, le=1_000_000)
     hnsw_ef_construction: int = number(200, gt=0, le=1_000_000)
     ivf_lists: int = number(0, ge=0, le=1_000_000, hint="0 = about the square root of the row count")
-    ivf_probes: int = number(10, gt=0, le=1_000_000)
+    ivf_probes: int = number(20, gt=0, le=1_000_000)
     index_path: str = ""  # a persistent index folder (`workbench ingest`) searched instead of building one
     # hybrid fusion
     fusion: Literal["rrf", "weighted"] = "rrf"

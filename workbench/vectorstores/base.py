@@ -89,7 +89,7 @@ class IndexSpec:
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
     ivf_lists: int = 0  # 0 = about sqrt(rows)
-    ivf_probes: int = 10
+    ivf_probes: int = 20
     timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
