@@ -269,6 +269,17 @@ def test_retry_after_longer_than_backoff_max_goes_to_fallback(api):
     assert sleeps == [] and answer.usage.model == "claude-sonnet-4-5"
 
 
+@pytest.mark.parametrize("header", [{"retry-after": "inf"}, {"retry-after": "1e9"}, {"retry-after-ms": "9e12"}])
+def test_a_retry_after_too_long_to_wait_says_why_no_retry_happened(api, header):
+    api.script(Status(429, headers=header))
+    sleeps: list[float] = []
+    gen = generator(api, sleeps=sleeps)
+    with pytest.raises(GenerationError, match=r"not retried: the server asked to wait .* s \(retry-after\), "
+                                              r"more than generation.backoff_max_s"):
+        streamed(gen)
+    assert sleeps == [] and [r.outcome for r in api.requests] == ["429"]
+
+
 def test_exhausted_retries_end_in_a_clear_error_with_every_reason(api):
     api.script(Status(500), Status(529), Status(429))
     gen = generator(api, max_retries=2)

@@ -292,10 +292,13 @@ class AnthropicGenerator:
                     raise exc.__cause__ from None  # type: ignore[misc]
                 except Exception as exc:  # classified below; unknown kinds are fatal
                     verdict, wait, reason = _classify(exc)
-                    reasons.append(f"{model} attempt {attempt + 1}: {reason}")
                     last_try = attempt == self.config.max_retries
                     if verdict == "retry" and wait is not None and wait > self.config.backoff_max_s:
-                        verdict, reason = "fallback", f"{reason}; retry-after {wait:.0f}s exceeds backoff_max_s"
+                        verdict, reason = "fallback", (
+                            f"{reason}; not retried: the server asked to wait {wait:.0f} s (retry-after), "
+                            f"more than generation.backoff_max_s = {self.config.backoff_max_s:g} s"
+                        )
+                    reasons.append(f"{model} attempt {attempt + 1}: {reason}")
                     has_next = m_index + 1 < len(self.models)
                     if verdict == "fatal" or ((verdict == "fallback" or last_try) and not has_next):
                         self._record(model, attempt, "error", reason, state)
