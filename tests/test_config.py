@@ -443,3 +443,22 @@ def test_a_10_mb_model_name_gives_a_short_error_downstream_too() -> None:
 def test_top_level_values_of_the_wrong_shape(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         loads(text)
+
+
+def test_the_registries_say_which_kinds_embed_and_the_runner_reads_them() -> None:
+    from workbench.experiment import needs_embedder
+    from workbench.registry import register, unregister
+
+    lexical = from_dict(PipelineConfig, {"retrieval": {"kind": "bm25"}, "chunking": {"method": "recursive"}})
+    assert not needs_embedder(lexical)
+    for path, kind in [("retrieval.kind", "dense"), ("retrieval.kind", "hybrid"), ("chunking.method", "semantic"),
+                       ("reranking.kind", "maxsim"), ("reranking.kind", "mmr")]:
+        assert REGISTRIES[path].embeds(kind) and needs_embedder(replace_path(lexical, path, kind)), (path, kind)
+    for kind in ("cross-encoder", "trained", "llm", "none"):
+        assert not needs_embedder(replace_path(lexical, "reranking.kind", kind))
+    register("reranking.kind", "vectors", "workbench.reranking.mmr:MMRReranker", embeds=True)
+    try:
+        assert needs_embedder(replace_path(lexical, "reranking.kind", "vectors"))
+    finally:
+        unregister("reranking.kind", "vectors")
+    assert not REGISTRIES["reranking.kind"].embeds("vectors") and "vectors" not in choices("reranking.kind")

@@ -22,6 +22,7 @@ from .tracing import spans as tracing  # the recording side only: the trace stor
 from .config import PipelineConfig, config_hash
 from .datasets import Dataset
 from .metrics import RANKING_METRICS, span_scores
+from .registry import REGISTRIES
 from .resources import Resources
 from .results import ExperimentResult, QueryRow, Response
 from .types import Answer, Chunk, Hit, Span, Usage
@@ -70,7 +71,7 @@ class Pipeline:
         """
         rr = self.config.reranking
         with tracing.request("search", query, self.config):  # a no-op inside `answer`'s request
-            vectors, timings = self._embed_query(query) if self.config.retrieval.kind != "bm25" else (None, {})
+            vectors, timings = self._embed_query(query) if _embeds_queries(self.config) else (None, {})
             t0 = time.perf_counter()
             depth = max(self.config.retrieval.k, rr.candidates) if self.reranker else self.config.retrieval.k
             span = tracing.stage("retrieve", kind=self.config.retrieval.kind, depth=depth)
@@ -312,12 +313,17 @@ def _remember(cache: OrderedDict, key: tuple[Any, ...], make: Any) -> tuple[Any,
 
 
 def needs_embedder(config: PipelineConfig) -> bool:
-    """Whether any stage of `config` embeds text."""
+    """Whether any stage of `config` embeds text (the stage registries mark the kinds that do)."""
     return (
-        config.retrieval.kind != "bm25"
-        or config.chunking.method == "semantic"
-        or config.reranking.kind in ("maxsim", "mmr")
+        _embeds_queries(config)
+        or REGISTRIES["chunking.method"].embeds(config.chunking.method)
+        or REGISTRIES["reranking.kind"].embeds(config.reranking.kind)
     )
+
+
+def _embeds_queries(config: PipelineConfig) -> bool:
+    """Whether the retriever of `config` embeds (dense and hybrid do, BM25 does not)."""
+    return REGISTRIES["retrieval.kind"].embeds(config.retrieval.kind)
 
 
 def clear_caches() -> None:
@@ -354,10 +360,10 @@ def build_pipeline(
     chunk_key = (fp, config.chunking, config.embedding.model)
     chunks, chunk_s, _ = _remember(_chunk_cache, chunk_key, chunk_all)
     index_config = dataclasses.replace(config.retrieval, k=1)
-    index_key = (chunk_key, index_config, config.embedding if config.retrieval.kind != "bm25" else None)
+    index_key = (chunk_key, index_config, config.embedding if _embeds_queries(config) else None)
 
     def index() -> Retriever:  # dense indexes embed their chunks with a progress bar
-        return build_retriever(config.retrieval, chunks, embedder if config.retrieval.kind != "bm25" else None)
+        return build_retriever(config.retrieval, chunks, embedder if _embeds_queries(config) else None)
 
     retriever, index_s, _ = _remember(_index_cache, index_key, index)
     reranker = make_reranker(config.reranking, resources)

@@ -21,13 +21,16 @@ class Registry(Mapping[str, Any]):
     """One config field's kinds: a read-only mapping of name -> the component class.
 
     `extra` names kinds that build nothing (e.g. reranking "none"): valid in a config, listed
-    in `choices`, but not keys of the mapping.
+    in `choices`, but not keys of the mapping. `embedding` names the kinds that embed text,
+    so a runner knows to load an embedder without importing the stage.
     """
 
-    def __init__(self, field: str, targets: Mapping[str, str], extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, field: str, targets: Mapping[str, str], extra: tuple[str, ...] = (),
+                 embedding: frozenset[str] = frozenset()) -> None:
         self.field = field
         self._targets = dict(targets)
         self.extra = extra
+        self.embedding = embedding
         self._resolved: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
@@ -57,21 +60,28 @@ class Registry(Mapping[str, Any]):
         if name not in self._targets and name not in self.extra:
             raise ConfigError(f"unknown {label or self.field} {shorten(name)}; choose one of {list(self.choices())}")
 
+    def embeds(self, name: str) -> bool:
+        """Whether kind `name` embeds text (needs the pipeline's embedder)."""
+        return name in self.embedding
+
     def target(self, name: str) -> str:
         """The "module:Class" string a kind is built from."""
         return self._targets[name]
 
-    def add(self, name: str, target: str) -> None:
-        """Register kind `name` as "module:Class" (a class with `from_config(config, resources)`)."""
+    def add(self, name: str, target: str, *, embeds: bool = False) -> None:
+        """Register kind `name` as "module:Class" (a class with `from_config(config, resources)`);
+        `embeds`: it needs the pipeline's embedder."""
         if ":" not in target:
             raise ValueError(f"register {self.field}={name!r} as 'package.module:Class', got {shorten(target)}")
         self._targets[name] = target
         self._resolved.pop(name, None)
+        self.embedding = self.embedding | {name} if embeds else self.embedding - {name}
 
     def remove(self, name: str) -> None:
         """Forget kind `name` (one `add` made); configs naming it no longer load."""
         del self._targets[name]
         self._resolved.pop(name, None)
+        self.embedding = self.embedding - {name}
 
 
 REGISTRIES: dict[str, Registry] = {
@@ -82,12 +92,12 @@ REGISTRIES: dict[str, Registry] = {
             "fixed": "workbench.chunking:FixedTokenChunker",
             "recursive": "workbench.chunking:RecursiveChunker",
             "semantic": "workbench.chunking:SemanticChunker",
-        }),
+        }, embedding=frozenset({"semantic"})),
         Registry("retrieval.kind", {
             "bm25": "workbench.retrieval.bm25:BM25Retriever",
             "dense": "workbench.retrieval.dense:DenseRetriever",
             "hybrid": "workbench.retrieval.hybrid:HybridRetriever",
-        }),
+        }, embedding=frozenset({"dense", "hybrid"})),
         Registry("retrieval.backend", {
             "faiss": "workbench.vectorstores.faiss:FaissIndex",
             "pgvector": "workbench.vectorstores.pgvector:PgvectorIndex",
@@ -102,7 +112,7 @@ REGISTRIES: dict[str, Registry] = {
             "maxsim": "workbench.reranking.maxsim:MaxSimReranker",
             "mmr": "workbench.reranking.mmr:MMRReranker",
             "llm": "workbench.reranking.llm:LLMReranker",
-        }, extra=("none",)),
+        }, extra=("none",), embedding=frozenset({"maxsim", "mmr"})),
         Registry("routing.kind", {
             "fixed": "workbench.routing.routers:FixedRouter",
             "rules": "workbench.routing.routers:RulesRouter",
@@ -131,12 +141,13 @@ def registry(field: str) -> Registry:
         raise KeyError(f"no registry for {field!r}; registries: {sorted(REGISTRIES)}") from None
 
 
-def register(field: str, name: str, target: str) -> None:
+def register(field: str, name: str, target: str, *, embeds: bool = False) -> None:
     """Add a kind, e.g. `register("reranking.kind", "mine", "my_package.rerank:MyReranker")`.
 
     The class needs `from_config(config, resources)`; configs naming `name` then load.
+    `embeds`: the kind needs the pipeline's embedder (`experiment.needs_embedder` reads it).
     """
-    registry(field).add(name, target)
+    registry(field).add(name, target, embeds=embeds)
 
 
 def unregister(field: str, name: str) -> None:
