@@ -396,6 +396,13 @@ def test_cli_prints_snake_case_figures_and_stores_trials_once(tmp_path, capsys):
     assert len(runs) == 2 and set(runs["pattern"]) == {"react"}
     report = load_agent_report(second["run_id"], store)
     assert report.summary()["success_rate"] == 1.0 and len(report.trials) == 4
+    from workbench.agents import AgentConfig as Config
+    from workbench.evaluation.agents import trial_checkpoints
+
+    steps = trial_checkpoints(Config(pattern="react", trials=2, tasks=("easy-01", "hard-13")), "hard-13", 1,
+                              store=store)
+    assert steps["llm_calls"].is_monotonic_increasing and steps["tool_calls"].iloc[-1] == 12
+    assert steps["status"].iloc[-1] == "done" and steps["next"].iloc[-1] == ""
     assert main(["agents", "--tasks", "nope", "--store", str(store)]) == 2
     assert "unknown task ids ['nope']" in capsys.readouterr().err
 

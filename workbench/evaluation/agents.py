@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from ..agents import AgentModel
 
-__all__ = ["evaluate_agents", "agent_runs", "load_agent_report", "checkpoint_path", "task_set_fingerprint"]
+__all__ = ["evaluate_agents", "agent_runs", "load_agent_report", "checkpoint_path", "task_set_fingerprint",
+           "trial_checkpoints"]
 
 
 def checkpoint_path(store_path: str | Path) -> Path:
@@ -134,3 +135,35 @@ def load_agent_report(run_id: str, store: RunStore | str | Path | None = None) -
     done = _finished(store, key)
     trials = tuple(sorted(done.values(), key=lambda t: (t.task_id, t.trial)))
     return AgentReport(config=config, trials=trials, run_id=run_id)
+
+
+def trial_checkpoints(config: AgentConfig, task_id: str, trial: int = 0, env: Environment | None = None, *,
+                      store: RunStore | str | Path | None = None) -> pd.DataFrame:
+    """A trial's LangGraph checkpoints, oldest first: the step, the nodes due next, status, model calls, tool calls.
+
+    Raises:
+        KeyError: no checkpoint for that trial (it never ran with this config and task set).
+    """
+    import pandas as pd
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from ..agents import build_graph, make_model
+
+    env = env or load_environment(config.env)
+    store = store if isinstance(store, RunStore) else RunStore(store) if store is not None else RunStore.default()
+    thread = f"{config.key()}-{task_set_fingerprint(env)}:{task_id}:{trial}"
+    task = env.task(task_id)
+    conn = sqlite3.connect(checkpoint_path(store.path), check_same_thread=False)
+    try:
+        graph = build_graph(config.pattern, env, task, make_model("scripted", task), max_steps=config.max_steps,
+                            checkpointer=SqliteSaver(conn))  # the model is never called: history only
+        history = list(graph.get_state_history({"configurable": {"thread_id": thread}}))
+    finally:
+        conn.close()
+    if not history:
+        raise KeyError(f"no checkpoints for {task_id!r} trial {trial} of this config in {str(checkpoint_path(store.path))!r}")
+    return pd.DataFrame([{
+        "step": snap.metadata.get("step"), "next": ",".join(snap.next), "status": snap.values.get("status", ""),
+        "llm_calls": snap.values.get("llm_calls", 0),
+        "tool_calls": sum(1 for e in snap.values.get("events", ()) if e["kind"] == "tool"),
+    } for snap in reversed(history)])
