@@ -127,7 +127,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from workbench import config as config_module  # noqa: E402
-from workbench.config import RoutingConfig, choices, field_bounds, loads  # noqa: E402
+from workbench.config import EmbeddingConfig, RoutingConfig, choices, field_bounds, loads  # noqa: E402
 from workbench.registry import REGISTRIES, Registry  # noqa: E402
 from workbench.sections import field_types  # noqa: E402
 from workbench.validation import MAX_INT, bounds_of, check_token_pattern, shorten  # noqa: E402
@@ -300,6 +300,10 @@ def test_nul_bytes_a_folder_and_deep_nesting_are_clear(tmp_path: Path) -> None:
         (lambda big: RetrievalConfig(token_pattern="(" + big), "retrieval.token_pattern"),
         (lambda big: RetrievalConfig(token_pattern=big[:1001]), "longer than 1,000 characters"),
         (lambda big: GenerationConfig(base_url=big), "generation.base_url"),
+        (lambda big: EmbeddingConfig(model=big), "embedding.model"),
+        (lambda big: RerankingConfig(model=big), "reranking.model"),
+        (lambda big: GenerationConfig(fallback_models=("claude-opus-4-5", big)), "generation.fallback_models[1]"),
+        (lambda big: RetrievalConfig(index_path=big), "retrieval.index_path"),
         (lambda big: RoutingConfig(tiers=(big, big)), "routing.tiers"),
         (lambda big: from_dict(PipelineConfig, {"chunking": {"size": big}}), "chunking.size"),
         (lambda big: from_dict(PipelineConfig, {"retrieval": {big: 1}}), "unknown key"),
@@ -429,8 +433,9 @@ def test_a_10_mb_model_name_gives_a_short_error_downstream_too() -> None:
     from workbench.routing import RoutingError, make_router
 
     big = "claude-" + "x" * 10_000_000
-    config = replace_path(PipelineConfig(), "generation.model", big)  # a free name: accepted, then priced
-    for make, error in [(lambda: price_of(config.generation.model), PriceError),
+    with pytest.raises(ConfigError, match=r"generation.model=.*\(10,000,007 characters\) is longer than 4,096"):
+        replace_path(PipelineConfig(), "generation.model", big)
+    for make, error in [(lambda: price_of(big), PriceError),
                         (lambda: make_router(RoutingConfig(kind="fixed"), Resources(model=big)), RoutingError)]:
         with pytest.raises(error) as err:
             make()

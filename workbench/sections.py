@@ -9,13 +9,14 @@ which re-exports these classes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .registry import REGISTRIES
-from .validation import ConfigError, check_fields, check_token_pattern, number, shorten
+from .validation import MAX_NAME_CHARS, ConfigError, check_fields, check_token_pattern, number, shorten, text
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
@@ -82,9 +83,9 @@ class ChunkingConfig:
 class EmbeddingConfig:
     """Which sentence-transformers model embeds chunks and queries, and how."""
 
-    model: str = DEFAULT_EMBEDDING_MODEL
+    model: str = text(DEFAULT_EMBEDDING_MODEL)
     batch_size: int = number(32, ge=1, le=65_536)
-    device: str = "cpu"
+    device: str = text("cpu", max_chars=64)
     normalize: bool = True
 
     def __post_init__(self) -> None:
@@ -110,14 +111,14 @@ class RetrievalConfig:
     # dense index: which vector database holds it (workbench.vectorstores) and how it searches;
     # "flat" is exact, "hnsw" and "ivfflat" approximate (each backend lists the kinds it has)
     backend: str = "faiss"
-    backend_url: str = ""  # a server (postgresql://, http://host:port); "" = embedded
+    backend_url: str = text("")  # a server (postgresql://, http://host:port); "" = embedded
     index: Literal["flat", "hnsw", "ivfflat"] = "flat"
     hnsw_m: int = number(32, gt=0, le=1024)
     hnsw_ef_search: int = number(128, gt=0, le=1_000_000)
     hnsw_ef_construction: int = number(200, gt=0, le=1_000_000)
     ivf_lists: int = number(0, ge=0, le=1_000_000, hint="0 = about the square root of the row count")
     ivf_probes: int = number(20, gt=0, le=1_000_000)
-    index_path: str = ""  # a persistent index folder (`workbench ingest`) searched instead of building one
+    index_path: str = text("")  # a persistent index folder (`workbench ingest`) searched instead of building one
     # hybrid fusion
     fusion: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = number(60, gt=0)
@@ -136,10 +137,10 @@ class RerankingConfig:
     kind: str = "none"
     candidates: int = number(50, gt=0, le=100_000)
     k: int = number(10, gt=0, le=100_000)
-    model: str = ""
+    model: str = text("")
     max_length: int = number(256, gt=0, le=65_536)
     batch_size: int = number(32, gt=0, le=65_536)
-    device: str = "cpu"
+    device: str = text("cpu", max_chars=64)
     mmr_lambda: float = number(0.7, ge=0, le=1)
     # late interaction: which query tokens count, and IDF weights from the candidates
     # (defaults: the variant with the best worst case over Cranfield and the chunking set)
@@ -169,8 +170,9 @@ class RoutingConfig:
     """
 
     kind: str = "fixed"
-    tiers: tuple[str, ...] = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
-    path: str = ""
+    tiers: tuple[str, ...] = dataclasses.field(
+        default=("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"), metadata={"max_chars": MAX_NAME_CHARS})
+    path: str = text("")
     threshold: float = number(0.5, ge=0, le=1)
     # learned and retrieval-aware routers: the classifier fitted by `*Router.from_config(...).fit`
     # (a saved router keeps the classifier it was trained with)
@@ -213,19 +215,19 @@ class GenerationConfig:
     (the fixed router's choice; other routers pick among `routing.tiers`)."""
 
     kind: str = "extractive"
-    model: str = DEFAULT_ANSWER_MODEL
+    model: str = text(DEFAULT_ANSWER_MODEL)
     max_tokens: int = number(512, gt=0, le=1_000_000)
     temperature: float = number(0.0, ge=0, le=2)
     context_chunks: int = number(5, gt=0, le=10_000)
     prompt_caching: bool = True
     cache_ttl: Literal["5m", "1h"] = "5m"
-    fallback_models: tuple[str, ...] = ()
+    fallback_models: tuple[str, ...] = dataclasses.field(default=(), metadata={"max_chars": MAX_NAME_CHARS})
     max_retries: int = number(4, ge=0, le=100)
     timeout_s: float = number(60.0, gt=0, le=86_400, hint="seconds per API request")
     # the system instructions ("" = the built-in prompt); the cached static prefix
     system_prompt: str = ""
     # Anthropic endpoint ("" = $ANTHROPIC_BASE_URL, else the SDK's default) and retry backoff
-    base_url: str = ""
+    base_url: str = text("")
     backoff_base_s: float = number(0.5, ge=0, le=86_400)
     backoff_max_s: float = number(30.0, ge=0, le=86_400)
     # extractive generator: how many sentences, scored how
@@ -278,7 +280,7 @@ class ResponseCacheConfig:
     threshold: float = number(0.85, ge=0, le=1, hint=(
         "a cosine similarity; benchmarks/response_cache.py measures hit and wrong-hit rates per threshold"))
     ttl_s: float = number(86400.0, ge=0, le=10 * 365 * 86400, hint="seconds; 0 = entries never expire")
-    path: str = ""
+    path: str = text("")
 
     def __post_init__(self) -> None:
         _check(self, "response_cache")

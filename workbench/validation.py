@@ -22,6 +22,8 @@ __all__ = [
     "MAX_PATTERN_CHARS",
     "Bounds",
     "number",
+    "text",
+    "MAX_NAME_CHARS",
     "bounds_of",
     "check_fields",
     "check_token_pattern",
@@ -31,6 +33,7 @@ __all__ = [
 MAX_INT = 2**31 - 1  # the largest count any config field takes (C int; far below 2^53)
 REGEX_TIMEOUT_S = 0.2  # a token pattern that needs longer than this on a probe string is refused
 MAX_PATTERN_CHARS = 1000
+MAX_NAME_CHARS = 4096  # a model name, path or URL (Linux's PATH_MAX): anything longer names nothing
 _SHORT = 80
 
 
@@ -83,6 +86,11 @@ def number(default: float, *, ge: float | None = None, gt: float | None = None, 
     return dataclasses.field(default=default, metadata={"bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt), "hint": hint})
 
 
+def text(default: str, *, max_chars: int = MAX_NAME_CHARS) -> Any:
+    """A dataclass field holding a name, path or URL of at most `max_chars` characters."""
+    return dataclasses.field(default=default, metadata={"max_chars": max_chars})
+
+
 def bounds_of(cls: type, name: str) -> Bounds:
     """The declared range of numeric field `name` of config class `cls` (integers capped at `MAX_INT`)."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]  # type: ignore[arg-type]
@@ -113,11 +121,20 @@ def check_fields(config: Any, section: str) -> None:
                 raise ConfigError(f"{path} must be a list, got {shorten(value)}")
             for i, item in enumerate(value):
                 _check_value(element, item, f"{path}[{i}]", None, "")
+                _check_length(item, f"{path}[{i}]", f.metadata.get("max_chars"))
         elif dataclasses.is_dataclass(hint) or typing.get_origin(hint) is Literal:
             continue  # sections check themselves; a Literal is checked against its options
         else:
             bounds = bounds_of(cls, f.name) if hint in (int, float) else None
             _check_value(hint, value, path, bounds, f.metadata.get("hint", ""))
+            _check_length(value, path, f.metadata.get("max_chars"))
+
+
+def _check_length(value: Any, path: str, max_chars: int | None) -> None:
+    if max_chars is not None and isinstance(value, str) and len(value) > max_chars:
+        raise ConfigError(
+            f"{path}={shorten(value)} is longer than {max_chars:,} characters; no model name, path or URL is"
+        )
 
 
 def _check_value(hint: Any, value: Any, path: str, bounds: Bounds | None, hint_text: str) -> None:
