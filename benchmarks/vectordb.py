@@ -2,7 +2,8 @@
 
 Every backend runs in its own spawned process on the same unit vectors; recall@10 is against
 exact numpy search, latency is one query at a time, p50 also as a ratio to FAISS flat in the
-same run. qdrant-local is qdrant-client's pure-Python local mode, not the Qdrant engine.
+same run, with one OpenMP thread. qdrant-local is qdrant-client's pure-Python local mode, not
+the Qdrant engine.
 
     WORKBENCH_CACHE_DIR=.cache/dev HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectordb.py [--scale 100000] [--skip-datasets]
 """
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+
+# One query at a time on a shared two-core machine: FAISS's OpenMP pool spins against the other
+# processes (a 100k flat query took 260 ms with the default threads); the databases answer one
+# query on one core too. Set before faiss loads, and inherited by each backend's process.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from workbench.datasets import load_dataset
 from workbench.evaluation.vectordb import BACKEND_CHOICES, compare_backends, format_table, recommend_backend, synthetic_comparison

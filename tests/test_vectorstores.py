@@ -245,6 +245,7 @@ def test_foreign_or_corrupt_folders_and_tables_are_refused(tmp_path, pg_url):
     spec = IndexSpec(folder=tmp_path / "faiss", dimension=4)
     built = make_index("faiss", spec)
     built.upsert(["a"], np.ones((1, 4)), [{}], ["d"])
+    built.close()  # writes the files
     (tmp_path / "faiss" / "chunks.faiss.npy").write_bytes(b"garbage")
     with pytest.raises(VectorStoreError, match="does not match its checksum; rebuild the index"):
         make_index("faiss", spec)

@@ -178,6 +178,7 @@ def ingest(
         try:
             if deleted:
                 counts["rows_deleted"] += store.delete_documents(deleted)
+                store.flush()
                 for doc_id in deleted:
                     del manifest[doc_id]
                 write_manifest(folder, manifest)
@@ -193,6 +194,7 @@ def ingest(
                 # rows of these documents from before (or from an interrupted run) go first
                 counts["rows_deleted"] += store.delete_documents(batch)
                 store.upsert([c.id for c in flat], vectors, [c.metadata for c in flat], [c.doc_id for c in flat])
+                store.flush()  # durable before the manifest says so
                 counts["rows_written"] += len(flat)
                 manifest.update({d: DocumentEntry(hash=hashes[d], chunks=chunks[d]) for d in batch})
                 write_manifest(folder, manifest)

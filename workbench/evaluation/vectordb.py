@@ -146,6 +146,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     for start in range(0, len(ids), _BATCH):
         stop = start + _BATCH
         index.upsert(ids[start:stop], data[start:stop], [{"bucket": b} for b in buckets[start:stop]], docs[start:stop])
+    index.flush()
     ingest_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     index.search(queries[:1], 10)  # builds what a backend builds lazily (IVF lists)

@@ -67,6 +67,8 @@ class VectorIndex(Protocol):
 
     def count(self) -> int: ...
 
+    def flush(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -356,6 +358,9 @@ class BaseIndex:
             return []
         results = self._search(vectors, int(k), conds)
         return [sorted(row, key=lambda pair: -pair[1]) for row in results]  # relaxed-order scans
+
+    def flush(self) -> None:
+        """Make every change durable (the databases already are; FAISS writes its files here)."""
 
     def disk_bytes(self) -> int:
         """Bytes the index occupies on disk (its folder; 0 in memory or on a server)."""

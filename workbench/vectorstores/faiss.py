@@ -1,7 +1,7 @@
 """FAISS: exact inner product (`IndexFlatIP`) or HNSW over unit vectors, filters by id selector.
 
 The default backend. Rows live in memory (and, with a folder, in three files written atomically
-after every change, checked by their SHA-256 on open). A filter becomes a FAISS `IDSelector`, so
+by `flush` and `close`, checked by their SHA-256 on open). A filter becomes a FAISS `IDSelector`, so
 it applies before the top-k cut; when HNSW runs out of graph under a tight filter the allowed
 rows are scored exactly, so a filtered query returns k rows whenever k exist; a filter that
 keeps at most 4,096 rows (or 5%) is scored exactly from the start, where HNSW loses recall.
@@ -69,6 +69,7 @@ class FaissIndex(BaseIndex):
         self._rows: list[dict[str, Any]] = []
         self._vectors = np.zeros((0, spec.dimension), dtype=np.float32)
         self._index: Any = None  # built on first search after a change
+        self._dirty = False  # changes not yet written to the folder
         if spec.folder is not None and self._path("json").exists():
             self._load()
 
@@ -93,7 +94,7 @@ class FaissIndex(BaseIndex):
             self._ids += [ids[j] for j in new]
             self._docs += [doc_ids[j] for j in new]
             self._rows += [rows[j] for j in new]
-        self._save()
+        self._dirty = True
 
     def _delete(self, doc_ids: list[str]) -> int:
         gone = set(doc_ids)
@@ -105,15 +106,22 @@ class FaissIndex(BaseIndex):
             self._docs = [self._docs[i] for i in keep]
             self._rows = [self._rows[i] for i in keep]
             self._index = None
-            self._save()
+            self._dirty = True
         return removed
 
     def count(self) -> int:
         """Rows stored."""
         return len(self._ids)
 
+    def flush(self) -> None:
+        """Write the rows to the folder (nothing in memory-only mode or when unchanged)."""
+        if self._dirty:
+            self._save()
+            self._dirty = False
+
     def close(self) -> None:
-        """Drop the built index (the files, if any, are already written)."""
+        """Write pending changes and drop the built index."""
+        self.flush()
         self._index = None
 
     def vectors(self) -> np.ndarray:
