@@ -28,7 +28,6 @@ from .types import Document
 from .vectorstores import (
     DocumentEntry,
     IndexInfo,
-    VectorStoreError,
     backend_label,
     index_spec,
     make_index,
@@ -214,8 +213,8 @@ def ingest_every(interval_s: float, run: Callable[[], IngestReport], report: Cal
                  *, runs: int | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
     """Run `run` now and then every `interval_s` seconds (`runs` times, or until interrupted).
 
-    A failed run is reported on stderr and retried at the next tick (the manifest makes it resume).
-    Returns the number of runs that failed.
+    A failed run is reported on stderr and retried at the next tick (the manifest makes it
+    resume); a `ConfigError` (another model or backend) stops it. Returns the number of runs that failed.
     """
     import sys
 
@@ -224,9 +223,11 @@ def ingest_every(interval_s: float, run: Callable[[], IngestReport], report: Cal
         started = time.monotonic()
         try:
             report(run())
-        except (VectorStoreError, OSError, RuntimeError) as exc:
+        except ConfigError:
+            raise  # a wrong model or backend does not fix itself by waiting
+        except Exception as exc:  # noqa: BLE001 - a database down for a while: the next tick resumes
             failures += 1
-            print(f"error: {exc}; retrying in {interval_s:g} s", file=sys.stderr)
+            print(f"error: {type(exc).__name__}: {exc}; retrying in {interval_s:g} s", file=sys.stderr)
         done += 1
         if runs is None or done < runs:
             sleep(max(0.0, interval_s - (time.monotonic() - started)))
