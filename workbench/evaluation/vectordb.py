@@ -221,7 +221,8 @@ def _compare(dataset: str, data: np.ndarray, queries: np.ndarray, ids: list[str]
             frecall, short = {}, {}
             for key, want in filtered_truth.items():
                 got = m["filtered"][key]
-                frecall[key] = float(np.mean([len(set(g) & {ids[i] for i in w}) / max(1, len(w)) for g, w in zip(got, want)]))
+                shares = [len(set(g) & {ids[i] for i in w}) / len(w) for g, w in zip(got, want) if w]
+                frecall[key] = float(np.mean(shares)) if shares else float("nan")  # NaN: no row matched
                 short[key] = int(sum(len(g) < len(w) for g, w in zip(got, want)))
             ms = 1000 * np.asarray(m["latencies"])
             results.append(BackendResult(
