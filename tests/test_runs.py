@@ -125,3 +125,23 @@ def test_every_kind_of_non_store_says_not_a_run_store(tmp_path, content):
     with pytest.raises(StoreError, match=r"^not a run store: "):
         RunStore(path).runs()
     assert path.read_bytes() == before  # refused, never repaired or replaced
+
+
+def test_threads_asking_for_one_run_at_once_compute_it_once(tmp_path, tiny_dir):
+    import threading
+
+    dataset = load_dataset(tiny_dir)
+    store = RunStore(tmp_path / "runs.sqlite")  # one store object shared by app sessions, say
+    start, outcomes = threading.Barrier(4), []
+
+    def ask() -> None:
+        start.wait()
+        outcomes.append(evaluate(CONFIG, dataset, store=store))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(o.cached for o in outcomes) == [False, True, True, True]
+    assert len({o.run_id for o in outcomes}) == 1 and len(store) == 1

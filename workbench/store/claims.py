@@ -4,7 +4,7 @@ Several processes may run the same sweep against one store. Each one, before it 
 trial, claims the trial's key (config hash, dataset fingerprint, queries) in a `BEGIN IMMEDIATE`
 transaction that also looks for a finished run: exactly one process gets "claimed", the others
 "done" (reuse the run) or "taken" (wait, then reuse it). A claim names its owner (host, pid, a
-token) and carries a heartbeat; a claim whose owner is dead (same host) or whose heartbeat
+token per thread) and carries a heartbeat; a claim whose owner is dead (same host) or whose heartbeat
 stopped more than `stale_s` ago is retaken, so a killed sweep never blocks the next one.
 """
 
@@ -59,12 +59,14 @@ class Claims:
         self.db = db
         self.stale_s = stale_s
         self.host = socket.gethostname()
-        self._tokens: dict[int, str] = {}
+        self._local = threading.local()
 
     @property
     def token(self) -> str:
-        """This process's owner token (a forked child gets its own)."""
-        return self._tokens.setdefault(os.getpid(), uuid.uuid4().hex)
+        """The owner token of this thread of this process (a forked child, or another thread, has its own)."""
+        if getattr(self._local, "pid", None) != os.getpid():
+            self._local.pid, self._local.token = os.getpid(), uuid.uuid4().hex
+        return self._local.token
 
     def claim(self, key: TrialKey) -> tuple[ClaimState, str]:
         """Claim `key` unless it is finished or held by a live owner.
@@ -104,20 +106,21 @@ class Claims:
             "DELETE FROM claims WHERE config_hash = ? AND dataset_fingerprint = ? AND query_key = ?"
             " AND owner_token = ?", (key.config_hash, key.dataset_fingerprint, key.query_key, self.token)))
 
-    def beat(self) -> None:
-        """Refresh the heartbeat of every claim this process holds."""
+    def beat(self, token: str | None = None) -> None:
+        """Refresh the heartbeat of every claim this thread (or the owner of `token`) holds."""
+        token = token or self.token
         self.db.transact("refresh its claims", lambda conn: conn.execute(
-            "UPDATE claims SET heartbeat_at = ? WHERE owner_token = ?", (time.time(), self.token)))
+            "UPDATE claims SET heartbeat_at = ? WHERE owner_token = ?", (time.time(), token)))
 
     @contextmanager
     def keep_alive(self) -> Iterator[None]:
-        """Beat in a background thread while the body runs (the body releases its own claims)."""
-        stop = threading.Event()
+        """Beat for this thread's claims in a background thread while the body runs (the body releases them)."""
+        stop, token = threading.Event(), self.token
 
         def loop() -> None:
             while not stop.wait(self.stale_s / 10):
                 try:
-                    self.beat()
+                    self.beat(token)
                 except Exception:  # a locked store delays one beat; the next one retries
                     continue
 
