@@ -243,7 +243,13 @@ def _agents(args: argparse.Namespace) -> int:
                          tasks=tuple(t for t in (args.tasks or "").split(",") if t), base_url=args.base_url or "")
     options = {"task_file": args.task_file} if args.env == "diagram" else {"dataset": args.dataset}
     ask = (lambda r: input(f"approve {r['tool']} {json.dumps(r['arguments'])}? [y/N] ").strip().lower() == "y")
-    report = evaluate_agents(config, load_environment(args.env, **options), store=args.store, ask=ask)
+    from .generation.base import MissingAPIKeyError
+
+    try:
+        report = evaluate_agents(config, load_environment(args.env, **options), store=args.store, ask=ask)
+    except (MissingAPIKeyError, ImportError) as exc:  # a Claude model without a key; the local extra missing
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     summary = report.summary()
     if args.json:
         print(json.dumps({"run_id": report.run_id, **summary}, sort_keys=True))
