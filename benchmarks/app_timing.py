@@ -124,9 +124,11 @@ def app_click_s(folder: Path, queries: int, *, watcher: bool) -> float:
             page = browser.new_page(viewport={"width": 1600, "height": 1100})
             page.goto(url)
             page.get_by_text("Compare RAG configurations").wait_for(timeout=120_000)
-            box = page.get_by_label("Questions to evaluate")
-            box.fill(str(queries))
-            box.press("Enter")
+            page.get_by_label("Questions to evaluate").wait_for(timeout=600_000)  # loading Cranfield
+            if queries != 225:
+                box = page.get_by_label("Questions to evaluate")
+                box.fill(str(queries))
+                box.press("Enter")
             slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
             slider.focus()
             slider.press("ArrowRight")  # 2 -> 3 configurations: bm25, dense, hybrid
@@ -153,14 +155,14 @@ def app_cli(watcher: bool) -> None:
     queries = 225
     configs = [a for name in PRESETS for a in ("--config", str(ROOT / "configs" / f"{name}.toml"))]
     command = [sys.executable, "-m", "workbench", "evaluate", "--dataset", "cranfield", *configs, "--quiet"]
+    print(f"app vs CLI, {' + '.join(PRESETS)} on {queries} Cranfield questions, each on an empty cache and store:")
     with tempfile.TemporaryDirectory(prefix="workbench-cli-") as folder:
         t0 = time.perf_counter()
         subprocess.run(command, cwd=ROOT, env=env_for(Path(folder)), check=True, capture_output=True)
         cli = time.perf_counter() - t0
+    print(f"CLI `workbench evaluate`, start to exit:      {cli:8.2f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="workbench-app-") as folder:
         app = app_click_s(Path(folder), queries, watcher=False)
-    print(f"app vs CLI, {' + '.join(PRESETS)} on {queries} Cranfield questions, each on an empty cache and store:")
-    print(f"CLI `workbench evaluate`, start to exit:      {cli:8.2f} s")
     print(f"app (no file watcher), Run click to results: {app:8.2f} s  app/CLI {app / cli:.2f} (target <= 1.2)")
     if watcher:
         with tempfile.TemporaryDirectory(prefix="workbench-app-") as folder:
