@@ -260,8 +260,7 @@ class Database:
     @property
     def version(self) -> int:
         """The schema version of the file."""
-        with self._lock, self._errors("read its schema version"):
-            return self.version_of(self._connection())
+        return self._run("read its schema version", self.version_of)
 
     def _check_not_newer(self, version: int) -> None:
         if version > self.schema.version:
