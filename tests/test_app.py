@@ -90,7 +90,7 @@ def test_run_shows_the_metric_table_with_intervals(ran):
 def test_run_draws_cost_quality_latency_and_monthly_charts(ran):
     figures = charts(ran)
     assert set(figures) == {"Cost per 1,000 queries", "Monthly cost (300,000 queries)", "ndcg@10 against cost",
-                            "Latency per query by stage (ms)"}
+                            "Latency per query by stage (ms)", "Cost per month, lever by lever"}
     cost = figures["Cost per 1,000 queries"]
     assert [t["name"] for t in cost["data"] if t["type"] == "bar"] == [
         "Uncached input", "Cache writes", "Cache reads", "Output"]

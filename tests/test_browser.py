@@ -106,11 +106,11 @@ def test_compare_two_configs_in_the_browser(page, app_url):
     page.get_by_role("tab", name="Results").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # plotly draws after the element exists
-    assert page.locator(".js-plotly-plot").count() == 4
+    assert page.locator(".js-plotly-plot").count() == 5  # cost, monthly, lever waterfall, quality/cost, latency
     assert page.get_by_text("Cost per 1,000 queries").count() >= 1
     assert page.get_by_text("1. bm25").count() >= 1 and page.get_by_text("2. dense").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "app_results.png"), full_page=True)
-    page.locator(".js-plotly-plot").nth(3).scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").nth(4).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "app_results_charts.png"), full_page=True)
 
     page.get_by_role("tab", name="Drill-down").click()
