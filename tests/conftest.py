@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,20 @@ os.environ.setdefault("WORKBENCH_CACHE_DIR", str(ROOT / ".cache" / "test"))
 os.environ.setdefault("WORKBENCH_STORE", str(ROOT / ".cache" / "test" / "runs.sqlite"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+
+@pytest.fixture(autouse=True)
+def _main_module_restored():
+    """Put back `sys.modules["__main__"]` after each test.
+
+    Streamlit's script runner (AppTest) installs the app script as `__main__` and leaves it
+    there; a later test that starts "spawn" processes would then run app.py in every child.
+    """
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
