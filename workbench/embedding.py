@@ -274,7 +274,7 @@ def load_embedder(config: EmbeddingConfig | None = None, *, cache: VectorCache |
         cache: a specific vector cache; defaults to `embeddings.sqlite` in `cache_dir()`.
     """
     config = config or EmbeddingConfig()
-    cache = cache or VectorCache(cache_dir() / "embeddings.sqlite")
+    cache = cache if cache is not None else VectorCache(cache_dir() / "embeddings.sqlite")  # an empty cache is falsy
     key = (config, str(cache.path.resolve()))
     with _EMBEDDERS_LOCK:
         embedder = _EMBEDDERS.get(key)

@@ -143,7 +143,7 @@ class RunStore:
              float(r.latency_s), json.dumps(_finite(r.stage_latency_s), sort_keys=True))
             for i, r in enumerate(rows)
         ]
-        aggregates = [(run_id, k, v) for k, v in sorted(_finite(result.aggregates).items())]
+        aggregates = [(run_id, k, v) for k, v in _finite(result.aggregates).items()]  # the run's order, kept
 
         def insert(conn: Any) -> None:
             conn.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES"
@@ -201,7 +201,7 @@ class RunStore:
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
             for run_id, metric, value in self.db.read(
-                f"SELECT run_id, metric, value FROM aggregates WHERE run_id IN ({marks})", part
+                f"SELECT run_id, metric, value FROM aggregates WHERE run_id IN ({marks}) ORDER BY rowid", part
             ):
                 aggregates[run_id][metric] = value
         return [
