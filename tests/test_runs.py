@@ -108,7 +108,9 @@ def test_a_truncated_or_foreign_run_store_is_refused_untouched(tmp_path, tiny_di
         RunStore(truncated).runs()
     assert caught.value.path == str(truncated) and "move it aside" in caught.value.fix
     assert len(truncated.read_bytes()) == 1000
-    assert main(["runs", "list", "--store", str(empty)]) == 2
+    assert main(["runs", "list", "--store", str(empty)]) == 2  # opened read-only: still "not a run store"
+    with pytest.raises(StoreError, match="not a run store: .*empty.sqlite' is empty \\(0 bytes"):
+        RunStore(empty, read_only=True)
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00" * 5000, b"SQLite format 3\x00" + b"\xff" * 5000, "foreign"])

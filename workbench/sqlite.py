@@ -160,6 +160,11 @@ class Database:
     def _check_file(self) -> None:
         if self.memory:
             return
+        empty = self.path.is_file() and self.path.stat().st_size == 0
+        if empty and (self.kind == "store" or self.read_only):  # read-only too: never "version 0"
+            raise SQLiteError(
+                self.path, f"not a {self.schema.name}: {str(self.path)!r} is empty (0 bytes; truncated?)",
+                "delete it to start a new one, or choose another path")
         if self.read_only:
             if not self.path.is_file():
                 raise SQLiteError(self.path, f"no {self.schema.name} at {str(self.path)!r}",
@@ -168,11 +173,7 @@ class Database:
         if self.path.exists() and not self.path.is_file():
             raise SQLiteError(self.path, f"{str(self.path)!r} is a folder, not a {self.schema.name}",
                               "choose a file path")
-        if self.path.is_file() and self.path.stat().st_size == 0:
-            if self.kind == "store":
-                raise SQLiteError(
-                    self.path, f"not a {self.schema.name}: {str(self.path)!r} is empty (0 bytes; truncated?)",
-                    "delete it to start a new one, or choose another path")
+        if empty:  # an empty cache: start it afresh
             self.path.unlink()
         if not self.path.exists():
             self._create()
