@@ -141,6 +141,9 @@ def build_graph(
 ) -> Any:
     """The compiled LangGraph graph of `pattern` for one task.
 
+    Longer than most functions here on purpose: the node functions are closures over the
+    task, model and step budget, and each pattern's edges read best next to its nodes.
+
     Args:
         pattern: one of `PATTERNS`.
         env: the environment (tools, system prompt).
