@@ -1,6 +1,7 @@
 """The one run path: a config on a dataset, run once, recorded in the run store, served from it after.
 
-`evaluate` is what the command line, the app, sweeps and the studies call to get a result. A
+`evaluate` is what the command line, the app and the studies call to get a result; sweeps,
+whose workers compute the runs, claim, key and save them the same way (`workbench.sweep`). A
 request is identified by (config hash, dataset fingerprint, the queries asked); one already in
 the store is served from it, in this process or any later one, and says so (`cached=True`,
 and the log line "served from the run store (run <id>)"). Otherwise the run is computed and

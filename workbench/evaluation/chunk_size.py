@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import PipelineConfig, RetrievalConfig
-from ..experiment import build_pipeline, run_experiment
+from ..experiment import build_pipeline
+from ..runs import evaluate
 from ..tokens import estimate_tokens
 from .common import Recommendation, default_workload, mean_tokens, recommend, usd_per_1k
 
@@ -129,7 +130,7 @@ def chunk_size_study(
     for method, size, overlap in combos:
         chunking = dataclasses.replace(base.chunking, method=method, size=size, overlap=overlap)
         config = dataclasses.replace(base, name=f"{method}-{size}-{overlap}", chunking=chunking)
-        result = run_experiment(config, dataset, query_ids=ids)
+        result = evaluate(config, dataset, query_ids=ids).result  # recorded, or served from the run store
         chunks = build_pipeline(config, dataset).chunks  # the runner's in-process cache: no rebuild
         text = {c.id: c.text for c in chunks}
         context = float(np.mean([sum(estimate_tokens(text[c]) for c in r.chunk_ids[:k]) for r in result.rows])

@@ -106,6 +106,7 @@ def filter_study(
     for kind in kinds:
         config = dataclasses.replace(base, name=kind, retrieval=dataclasses.replace(base.retrieval, kind=kind),
                                      reranking=RerankingConfig())
+        # Not through `runs.evaluate`: a filtered run is not identified by (config, dataset, queries) alone.
         results[(kind, False)] = run_experiment(config, dataset, query_ids=order)
         parts = [run_experiment(config, dataset, query_ids=qids, where={field: value})
                  for value, qids in groups.items()]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import PipelineConfig, RerankingConfig, RetrievalConfig
-from ..experiment import run_experiment
+from ..runs import evaluate
 from .common import Recommendation, percentile_ms, recommend
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def retrieval_study(
     points, results = [], {}
     for label, retrieval in settings:
         config = dataclasses.replace(base, name=label, retrieval=retrieval, reranking=RerankingConfig())
-        result = run_experiment(config, dataset, query_ids=ids)
+        result = evaluate(config, dataset, query_ids=ids).result  # recorded, or served from the run store
         results[label] = result
         points.append(RetrievalPoint(
             label=label, kind=retrieval.kind, fusion=retrieval.fusion if retrieval.kind == "hybrid" else "",
