@@ -12,7 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from anthropic_server import AnthropicServer, Malformed, Reply, Stall, Status, StreamError, tokens  # noqa: E402
+from anthropic_server import Malformed, Reply, Stall, Status, StreamError, tokens  # noqa: E402
+from conftest import ANTHROPIC_TEST_KEY  # noqa: E402
 
 from workbench.config import GenerationConfig  # noqa: E402
 from workbench.prices import load_prices, usage_cost  # noqa: E402
@@ -35,7 +36,7 @@ from workbench.generation import (  # noqa: E402
 )
 from workbench.types import Chunk, Hit, Usage  # noqa: E402
 
-KEY = "sk-ant-test-9f8e7d6c5b4a"
+KEY = ANTHROPIC_TEST_KEY  # the shared server's key (conftest.py)
 PRICES = load_prices()
 
 
@@ -50,18 +51,11 @@ CONTEXT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with AnthropicServer(api_key=KEY) as s:
-        yield s
-
-
 @pytest.fixture
-def api(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+def api(anthropic_api, monkeypatch):
+    """The session's local Messages server (conftest.py), reset, with no base-URL override."""
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
-    return server
+    return anthropic_api
 
 
 def generator(server, *, sleeps=None, **overrides) -> AnthropicGenerator:
