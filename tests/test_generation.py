@@ -13,7 +13,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from anthropic_server import Malformed, Reply, Stall, Status, StreamError, tokens  # noqa: E402
-from conftest import ANTHROPIC_TEST_KEY  # noqa: E402
 
 from workbench.config import GenerationConfig  # noqa: E402
 from workbench.prices import load_prices, usage_cost  # noqa: E402
@@ -36,7 +35,6 @@ from workbench.generation import (  # noqa: E402
 )
 from workbench.types import Chunk, Hit, Usage  # noqa: E402
 
-KEY = ANTHROPIC_TEST_KEY  # the shared server's key (conftest.py)
 PRICES = load_prices()
 
 
@@ -323,7 +321,7 @@ def test_key_is_never_logged_traced_or_shown(api, monkeypatch, caplog):
     shown += [r.getMessage() for r in caplog.records] + [repr(r.args) for r in caplog.records]
     assert caplog.records  # debug logging really ran
     for text in shown:
-        assert KEY not in text and "sk-ant-wrong-1234" not in text
+        assert api.api_key not in text and "sk-ant-wrong-1234" not in text
 
 
 def test_token_counting_endpoint_replaces_estimates_when_a_key_is_set(api, monkeypatch):
