@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import ConfigError, PipelineConfig, config_hash, from_dict, replace_path, to_dict
+from ..config import ConfigError, PipelineConfig, config_hash, from_dict, replace_paths
 from ..validation import check_fields
 
 __all__ = ["SweepSettings", "SweepSpec", "expand_space", "load_sweep_spec"]
@@ -136,23 +136,10 @@ def _check_field(base: PipelineConfig, dotted: str) -> None:
 
 
 def _apply(base: PipelineConfig, head: str, items: list[tuple[str, Any]]) -> Any:
-    """Field `head` of `base` with all (sub-path, value) replacements applied at once.
-
-    At once, not one by one: each intermediate step could be invalid on its own (overlap 300
-    before size 512 with a base size of 256) while the final combination is fine.
-    """
-    if any(not rest for rest, _ in items):  # a top-level field such as `name`
-        return getattr(replace_path(base, head, items[-1][1]), head)
-    sub = getattr(base, head)
-    if any("." in rest for rest, _ in items):  # deeper nesting: no cross-field checks to order
-        for rest, value in items:
-            sub = replace_path(sub, rest, value)
-        return sub
-    return from_dict(type(sub), {**to_dict(sub), **dict(items)}, where=head)
-
-
-
-# -- spec files -----------------------------------------------------------------------------
+    """Field `head` of `base` with all (sub-path, value) replacements set at once (`config.replace_paths`:
+    each intermediate step could be invalid on its own, overlap 300 before size 512 over a base size
+    of 256, while the final combination is fine)."""
+    return getattr(replace_paths(base, {f"{head}.{rest}" if rest else head: value for rest, value in items}), head)
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
